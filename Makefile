@@ -1,0 +1,48 @@
+# nodegate: `make demo`, `make test`, `make lint`. Run as root on Debian 12.
+# Every target that needs Python depends on `setup`, which is idempotent and
+# fast when there is nothing to do (see scripts/setup.sh).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := test
+
+VENV := .venv
+PY   := $(VENV)/bin/python
+
+# Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k maglev -x"`.
+PYTEST_ARGS ?=
+# `make demo KEEP=1` leaves the demo's namespaces and processes up.
+KEEP ?=
+
+.PHONY: setup test lint demo conformance clean distclean
+
+setup:
+	@bash scripts/setup.sh
+
+# pytest's exit status 5 (no tests collected) fails this target like any other
+# non-zero status: an empty run is not a pass.
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# All four checks run; the target fails if any of them failed.
+lint: setup
+	@rc=0; \
+	echo "+ ruff check";          $(VENV)/bin/ruff check . || rc=1; \
+	echo "+ ruff format --check"; $(VENV)/bin/ruff format --check . || rc=1; \
+	echo "+ mypy agent bpf l7 lab"; $(VENV)/bin/mypy agent bpf l7 lab || rc=1; \
+	echo "+ lint-imports";        $(VENV)/bin/lint-imports || rc=1; \
+	exit $$rc
+
+demo: setup
+	KEEP="$(KEEP)" $(PY) -m lab.demo
+
+conformance: setup
+	$(PY) -m lab.conformance
+
+# Caches, stamps and reports; keeps .venv (see distclean).
+clean:
+	find . -path ./$(VENV) -prune -o -type d \
+		\( -name __pycache__ -o -name '*.egg-info' \) -print0 | xargs -0 rm -rf
+	rm -rf .mypy_cache .ruff_cache .pytest_cache .stamps build dist out
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""nodegate's L4 datapath: eBPF programs compiled by bcc, attached at XDP or tc."""
