@@ -1,0 +1,1 @@
+"""Test lab: network namespaces, the echo backend, cluster emulation, the conformance runner."""
