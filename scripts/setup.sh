@@ -67,7 +67,9 @@ install_packages() {
     local p u
     local -a todo=()
     for p in ${missing[@]+"${missing[@]}"}; do
-        for u in ${unavailable[@]+"${unavailable[@]}"}; do [[ $p == "$u" ]] && continue 2; done
+        for u in ${unavailable[@]+"${unavailable[@]}"}; do
+            if [[ $p == "$u" ]]; then continue 2; fi
+        done
         todo+=("$p")
     done
     ((${#todo[@]})) || return 0
@@ -195,7 +197,7 @@ pip_install() {
     # The editable install maps each top-level package that exists when it
     # runs, so a package appearing later (agent/, lab/...) also calls for one.
     local want pkgs
-    pkgs=$(for p in agent bpf l7 lab; do [[ -f $p/__init__.py ]] && echo -n "$p,"; done)
+    pkgs=$(for p in agent bpf l7 lab; do if [[ -f $p/__init__.py ]]; then echo -n "$p,"; fi; done)
     want="$(sha256sum pyproject.toml | cut -d' ' -f1) $ROOT $pkgs"
     [[ -f $PIP_STAMP && $(<"$PIP_STAMP") == "$want" ]] && return 0
     log "pip install -e '.[dev]' (pyproject.toml or the set of packages changed since the last one)"
