@@ -1,0 +1,1 @@
+"""nodegate agent: sources, store, the pure translation, NodeConfig, the reconcile loop, the CLI."""

@@ -1,0 +1,1 @@
+"""Sources of objects: a folder of YAML (standalone) or the Kubernetes API server."""
