@@ -132,7 +132,9 @@ class Backend(Frozen):
     weight: int = 1
     endpoints: tuple[Endpoint, ...] = ()
     invalid: str = ""  # why the spec says this backendRef must fail ("" = valid)
-    app_protocol: str = ""  # the Service port's appProtocol (kubernetes.io/h2c, kubernetes.io/ws, ...)
+    app_protocol: str = (
+        ""  # the Service port's appProtocol (kubernetes.io/h2c, kubernetes.io/ws, ...)
+    )
     tls: BackendTLS | None = None
     retry_budget: RetryBudget | None = None
     filters: Filters | None = None

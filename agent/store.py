@@ -25,7 +25,12 @@ T = TypeVar("T", bound=K8sObject)
 class Snapshot:
     """An immutable view of every object at one moment, with typed lookups."""
 
-    def __init__(self, typed: Mapping[ObjectKey, K8sObject], raw: Mapping[ObjectKey, Mapping[str, Any]], version: int):
+    def __init__(
+        self,
+        typed: Mapping[ObjectKey, K8sObject],
+        raw: Mapping[ObjectKey, Mapping[str, Any]],
+        version: int,
+    ):
         self._typed = MappingProxyType(dict(typed))
         self._raw = MappingProxyType(dict(raw))
         self.version = version

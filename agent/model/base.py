@@ -29,7 +29,8 @@ class K8sModel(BaseModel):
 
 
 class ObjectKey(NamedTuple):
-    """Identity of an object: API group (no version), kind, namespace ('' if cluster-scoped), name."""
+    """Identity of an object: API group (no version), kind, namespace ('' if "
+    "cluster-scoped), name."""
 
     group: str
     kind: str
@@ -41,7 +42,12 @@ class ObjectKey(NamedTuple):
         api_version = str(obj.get("apiVersion") or "")
         group = api_version.rpartition("/")[0] if "/" in api_version else ""
         meta = obj.get("metadata") or {}
-        return cls(group, str(obj.get("kind") or ""), str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+        return cls(
+            group,
+            str(obj.get("kind") or ""),
+            str(meta.get("namespace") or ""),
+            str(meta.get("name") or ""),
+        )
 
     def __str__(self) -> str:
         where = f"{self.namespace}/{self.name}" if self.namespace else self.name

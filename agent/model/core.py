@@ -1,4 +1,5 @@
-"""The core Kubernetes objects the agent reads: Namespace, Service, EndpointSlice, Secret, ConfigMap."""
+"""The core Kubernetes objects the agent reads: Namespace, Service, EndpointSlice, Secret, "
+"ConfigMap."""
 
 from __future__ import annotations
 

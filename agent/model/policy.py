@@ -80,7 +80,9 @@ class MinRetryRate(K8sModel):
 
 class RetryConstraint(K8sModel):
     budget: RetryBudget = Field(default_factory=RetryBudget)
-    min_retry_rate: MinRetryRate = Field(default_factory=lambda: MinRetryRate(count=10, interval="1s"))
+    min_retry_rate: MinRetryRate = Field(
+        default_factory=lambda: MinRetryRate(count=10, interval="1s")
+    )
 
 
 class LocalPolicyTargetReference(K8sModel):

@@ -14,7 +14,13 @@ from pydantic import ValidationError
 
 from agent.model.base import K8sObject, ObjectKey
 from agent.model.core import ConfigMap, EndpointSlice, Namespace, Secret, Service
-from agent.model.gateway import EXPERIMENTAL_GROUP, GATEWAY_GROUP, Gateway, GatewayClass, ListenerSet
+from agent.model.gateway import (
+    EXPERIMENTAL_GROUP,
+    GATEWAY_GROUP,
+    Gateway,
+    GatewayClass,
+    ListenerSet,
+)
 from agent.model.policy import BackendTLSPolicy, ReferenceGrant, XBackendTrafficPolicy
 from agent.model.routes import GRPCRoute, HTTPRoute, TCPRoute, TLSRoute, UDPRoute
 

@@ -1,4 +1,4 @@
-"""The standalone source: every *.yaml / *.yml under a folder, as `kubectl apply -f DIR -R` would see it.
+"""The standalone source: every *.yaml / *.yml under a folder, as `kubectl apply -R -f DIR` sees it.
 
 It behaves like an API server where status depends on it:
 - metadata.generation starts at 1 and rises when anything but metadata and
@@ -94,7 +94,9 @@ class FileSource:
             for key, doc in self._read_file(path, errors):
                 if key in seen:
                     other = seen[key][0]
-                    errors.append(f"{path}: {key} is also defined in {other}; using the one in {other}")
+                    errors.append(
+                        f"{path}: {key} is also defined in {other}; using the one in {other}"
+                    )
                     continue
                 seen[key] = (path, doc)
         for gone in set(self._files) - current_files:
@@ -113,8 +115,8 @@ class FileSource:
             self.store.delete(key)
             self._owned.discard(key)
             self._meta.pop(key, None)
-        for e in errors:
-            log.error("%s", e)
+        for problem in errors:
+            log.error("%s", problem)
         return errors
 
     def _yaml_files(self) -> Iterator[Path]:
@@ -146,7 +148,9 @@ class FileSource:
         for index, doc in enumerate(_expand_lists(loaded)):
             where = f"{path} (document {index + 1})"
             if not isinstance(doc, dict):
-                errors.append(f"{where}: not a Kubernetes object (a mapping with apiVersion and kind)")
+                errors.append(
+                    f"{where}: not a Kubernetes object (a mapping with apiVersion and kind)"
+                )
                 continue
             if not doc.get("apiVersion") or not doc.get("kind"):
                 errors.append(f"{where}: apiVersion and kind are required")
@@ -203,7 +207,11 @@ class FileSource:
 def _expand_lists(docs: list[Any]) -> Iterator[Any]:
     """`kind: List` documents (kubectl's output) stand for their items."""
     for doc in docs:
-        if isinstance(doc, dict) and doc.get("kind") == "List" and isinstance(doc.get("items"), list):
+        if (
+            isinstance(doc, dict)
+            and doc.get("kind") == "List"
+            and isinstance(doc.get("items"), list)
+        ):
             yield from doc["items"]
         else:
             yield doc
@@ -211,4 +219,3 @@ def _expand_lists(docs: list[Any]) -> Iterator[Any]:
 
 def _one_line(error: Exception) -> str:
     return " ".join(str(error).split())
-

@@ -79,4 +79,4 @@ def translate(snapshot: Snapshot, options: TranslateOptions | None = None) -> Tr
 
 
 def _key(obj: GatewayClass | Any) -> ObjectKey:
-    return obj.key  # type: ignore[no-any-return]
+    return obj.key

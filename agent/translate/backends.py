@@ -18,7 +18,9 @@ from agent.translate.conditions import Reason
 from agent.translate.context import Context
 
 # appProtocols each route kind's datapath speaks to backends ("" = none given).
-HTTP_APP_PROTOCOLS = frozenset({"", "http", "kubernetes.io/http", "kubernetes.io/ws", "kubernetes.io/wss", "https"})
+HTTP_APP_PROTOCOLS = frozenset(
+    {"", "http", "kubernetes.io/http", "kubernetes.io/ws", "kubernetes.io/wss", "https"}
+)
 
 
 @dataclass(frozen=True)
@@ -37,29 +39,48 @@ def resolve_backend(
 ) -> tuple[Backend, BackendProblem | None]:
     """The Backend for a backendRef (invalid, with its weight, when it cannot be used)."""
     namespace = ref.namespace or route_namespace
-    backend_ref = Ref(kind=ref.kind, namespace=namespace, name=ref.name, section=str(ref.port or ""))
+    backend_ref = Ref(
+        kind=ref.kind, namespace=namespace, name=ref.name, section=str(ref.port or "")
+    )
 
     def fail(reason: Reason, message: str) -> tuple[Backend, BackendProblem]:
-        return Backend(ref=backend_ref, port=ref.port or 0, weight=weight, invalid=message), BackendProblem(reason, message)
+        return Backend(
+            ref=backend_ref, port=ref.port or 0, weight=weight, invalid=message
+        ), BackendProblem(reason, message)
 
     where = f"{ref.kind} {namespace}/{ref.name}"
     if ref.group != "" or ref.kind != "Service":
-        return fail(Reason.INVALID_KIND, f"backendRef kind {ref.group or 'core'}/{ref.kind} is not supported (core Service is)")
-    if not ctx.reference_allowed(GATEWAY_GROUP, route_kind, route_namespace, "", "Service", namespace, ref.name):
-        return fail(Reason.REF_NOT_PERMITTED, f"{where} is in another namespace and no ReferenceGrant allows it")
+        return fail(
+            Reason.INVALID_KIND,
+            f"backendRef kind {ref.group or 'core'}/{ref.kind} is not supported (core Service is)",
+        )
+    if not ctx.reference_allowed(
+        GATEWAY_GROUP, route_kind, route_namespace, "", "Service", namespace, ref.name
+    ):
+        return fail(
+            Reason.REF_NOT_PERMITTED,
+            f"{where} is in another namespace and no ReferenceGrant allows it",
+        )
     svc = ctx.service(namespace, ref.name)
     if svc is None:
         return fail(Reason.BACKEND_NOT_FOUND, f"{where} does not exist")
     if ref.port is None:
         return fail(Reason.BACKEND_NOT_FOUND, f"backendRef to {where} needs a port")
     if svc.spec.type == "ExternalName":
-        return fail(Reason.BACKEND_NOT_FOUND, f"{where} is an ExternalName Service, which nodegate does not resolve")
+        return fail(
+            Reason.BACKEND_NOT_FOUND,
+            f"{where} is an ExternalName Service, which nodegate does not resolve",
+        )
     port = next((p for p in svc.spec.ports if p.port == ref.port), None)
     if port is None:
         return fail(Reason.BACKEND_NOT_FOUND, f"{where} has no port {ref.port}")
     app_protocol = port.app_protocol or ""
     if app_protocols is not None and app_protocol not in app_protocols:
-        return fail(Reason.UNSUPPORTED_PROTOCOL, f"{where} port {ref.port} has appProtocol {app_protocol}, which nodegate does not speak to backends")
+        return fail(
+            Reason.UNSUPPORTED_PROTOCOL,
+            f"{where} port {ref.port} has appProtocol {app_protocol}, which nodegate does "
+            "not speak to backends",
+        )
     return (
         Backend(
             ref=backend_ref,
@@ -79,7 +100,9 @@ def _endpoints(ctx: Context, svc: Service, port_name: str, protocol: str) -> tup
     for eps in ctx.endpoint_slices(svc.namespace, svc.name):
         if eps.address_type not in ("IPv4", "IPv6"):
             continue
-        slice_port = next((p for p in eps.ports if (p.name or "") == port_name and p.protocol == protocol), None)
+        slice_port = next(
+            (p for p in eps.ports if (p.name or "") == port_name and p.protocol == protocol), None
+        )
         if slice_port is None or slice_port.port is None:
             continue
         for ep in eps.endpoints:
@@ -93,5 +116,8 @@ def _endpoints(ctx: Context, svc: Service, port_name: str, protocol: str) -> tup
                 found.add((address, slice_port.port, ep.zone or ""))
     return tuple(
         Endpoint(address=a, port=p, zone=z)
-        for a, p, z in sorted(found, key=lambda t: (ipaddress.ip_address(t[0]).version, ipaddress.ip_address(t[0]), t[1]))
+        for a, p, z in sorted(
+            found,
+            key=lambda t: (ipaddress.ip_address(t[0]).version, ipaddress.ip_address(t[0]), t[1]),
+        )
     )

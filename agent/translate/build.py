@@ -14,14 +14,26 @@ from __future__ import annotations
 from collections import defaultdict
 
 from agent.model import HTTPRoute, TCPRoute, UDPRoute
-from agent.nodeconfig import HTTPEntry, HTTPListener, HTTPPort, HTTPRule, L4Listener, NodeConfig, Ref, VirtualHost
+from agent.nodeconfig import (
+    Backend,
+    HTTPEntry,
+    HTTPListener,
+    HTTPPort,
+    HTTPRule,
+    L4Listener,
+    NodeConfig,
+    Ref,
+    VirtualHost,
+)
 from agent.translate.hostnames import specificity
 from agent.translate.http import match_precedence, matches_of
 from agent.translate.listeners import GatewayState, ListenerState
 from agent.translate.routes import Attachment, RouteResult
 
 
-def build_node_config(node: str, gateways: dict[tuple[str, str], GatewayState], routes: list[RouteResult]) -> NodeConfig:
+def build_node_config(
+    node: str, gateways: dict[tuple[str, str], GatewayState], routes: list[RouteResult]
+) -> NodeConfig:
     by_listener: dict[int, list[tuple[Attachment, RouteResult]]] = defaultdict(list)
     for result in routes:  # oldest route first
         for att in result.attachments:
@@ -49,7 +61,12 @@ def build_node_config(node: str, gateways: dict[tuple[str, str], GatewayState], 
             address=address,
             port=port,
             tls=items[0][0].protocol == "HTTPS",
-            listeners=tuple(lst for _, lst in sorted(items, key=lambda x: (specificity(x[1].hostname), str(x[1].ref)))),
+            listeners=tuple(
+                lst
+                for _, lst in sorted(
+                    items, key=lambda x: (specificity(x[1].hostname), str(x[1].ref))
+                )
+            ),
         )
         for (address, port), items in sorted(http_ports.items())
     ]
@@ -57,15 +74,19 @@ def build_node_config(node: str, gateways: dict[tuple[str, str], GatewayState], 
     return NodeConfig(node=node, l4=tuple(l4), http=tuple(http))
 
 
-def _l4(item: ListenerState, gw_state: GatewayState, attached: list[tuple[Attachment, RouteResult]]) -> list[L4Listener]:
+def _l4(
+    item: ListenerState, gw_state: GatewayState, attached: list[tuple[Attachment, RouteResult]]
+) -> list[L4Listener]:
     carrier = next((r for att, r in attached if isinstance(att.route, (TCPRoute, UDPRoute))), None)
-    backends = ()
+    backends: tuple[Backend, ...] = ()
     route_ref = None
     if carrier is not None:
-        rule = carrier.route.spec.rules[0] if carrier.route.spec.rules else None  # type: ignore[union-attr]
+        rule = carrier.route.spec.rules[0] if carrier.route.spec.rules else None
         count = len(rule.backend_refs) if rule is not None else 0
         backends = tuple(carrier.backends[:count])
-        route_ref = Ref(kind=carrier.route.kind, namespace=carrier.route.namespace, name=carrier.route.name)
+        route_ref = Ref(
+            kind=carrier.route.kind, namespace=carrier.route.namespace, name=carrier.route.name
+        )
     return [
         L4Listener(
             ref=item.owner_ref,
@@ -80,14 +101,18 @@ def _l4(item: ListenerState, gw_state: GatewayState, attached: list[tuple[Attach
     ]
 
 
-def _http_listener(item: ListenerState, gw_state: GatewayState, attached: list[tuple[Attachment, RouteResult]]) -> HTTPListener:
+def _http_listener(
+    item: ListenerState, gw_state: GatewayState, attached: list[tuple[Attachment, RouteResult]]
+) -> HTTPListener:
     # hostname -> [(precedence key, match, rule)]
     per_host: dict[str, list[tuple[tuple[object, ...], HTTPEntry, HTTPRule]]] = defaultdict(list)
     for att, result in attached:
         route = att.route
         if not isinstance(route, HTTPRoute) or result.compiled is None:
             continue
-        for rule_index, (spec_rule, rule) in enumerate(zip(route.spec.rules, result.compiled.rules, strict=True)):
+        for rule_index, (spec_rule, rule) in enumerate(
+            zip(route.spec.rules, result.compiled.rules, strict=True)
+        ):
             for match_index, match in enumerate(matches_of(spec_rule)):
                 key = match_precedence(match, route, rule_index, match_index)
                 for hostname in att.hostnames:

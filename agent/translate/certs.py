@@ -54,7 +54,9 @@ def load_keypair(cert_pem: bytes, key_pem: bytes) -> Certificate | str:
         return f"tls.key is not an unencrypted PEM private key ({e})"
     if key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    ) != chain[0].public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo):
+    ) != chain[0].public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    ):
         return "tls.key does not belong to the certificate in tls.crt"
     try:
         san = chain[0].extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -81,9 +83,17 @@ def resolve_certificate_ref(
     namespace = ref.namespace or from_namespace
     where = f"{ref.kind} {namespace}/{ref.name}"
     if ref.group != "" or ref.kind != "Secret":
-        return RefProblem(Reason.INVALID_CERTIFICATE_REF, f"{ref.group}/{ref.kind} is not a supported certificate kind (core Secret is)")
-    if not ctx.reference_allowed(from_group, from_kind, from_namespace, "", "Secret", namespace, ref.name):
-        return RefProblem(Reason.REF_NOT_PERMITTED, f"{where} is in another namespace and no ReferenceGrant allows it")
+        return RefProblem(
+            Reason.INVALID_CERTIFICATE_REF,
+            f"{ref.group}/{ref.kind} is not a supported certificate kind (core Secret is)",
+        )
+    if not ctx.reference_allowed(
+        from_group, from_kind, from_namespace, "", "Secret", namespace, ref.name
+    ):
+        return RefProblem(
+            Reason.REF_NOT_PERMITTED,
+            f"{where} is in another namespace and no ReferenceGrant allows it",
+        )
     secret = ctx.snapshot.get_typed(Secret, namespace, ref.name)
     if secret is None:
         return RefProblem(Reason.INVALID_CERTIFICATE_REF, f"{where} does not exist")
@@ -97,16 +107,30 @@ def resolve_certificate_ref(
 
 
 def resolve_ca_ref(
-    ctx: Context, ref: ObjectReference, from_group: str, from_kind: str, from_namespace: str, bad_kind: Reason
+    ctx: Context,
+    ref: ObjectReference,
+    from_group: str,
+    from_kind: str,
+    from_namespace: str,
+    bad_kind: Reason,
 ) -> str | RefProblem:
     """A caCertificateRef: the PEM bundle, or the problem. `bad_kind` is the reason the
     caller's spec uses for an unsupported kind (InvalidCACertificateKind or InvalidKind)."""
     namespace = ref.namespace or from_namespace
     where = f"{ref.kind} {namespace}/{ref.name}"
     if ref.group != "" or ref.kind not in ("ConfigMap", "Secret"):
-        return RefProblem(bad_kind, f"{ref.group}/{ref.kind} is not a supported CA certificate kind (core ConfigMap or Secret are)")
-    if not ctx.reference_allowed(from_group, from_kind, from_namespace, "", ref.kind, namespace, ref.name):
-        return RefProblem(Reason.REF_NOT_PERMITTED, f"{where} is in another namespace and no ReferenceGrant allows it")
+        return RefProblem(
+            bad_kind,
+            f"{ref.group}/{ref.kind} is not a supported CA certificate kind (core ConfigMap "
+            "or Secret are)",
+        )
+    if not ctx.reference_allowed(
+        from_group, from_kind, from_namespace, "", ref.kind, namespace, ref.name
+    ):
+        return RefProblem(
+            Reason.REF_NOT_PERMITTED,
+            f"{where} is in another namespace and no ReferenceGrant allows it",
+        )
     pem: bytes | None
     if ref.kind == "ConfigMap":
         cm = ctx.snapshot.get_typed(ConfigMap, namespace, ref.name)
@@ -118,5 +142,7 @@ def resolve_ca_ref(
         return RefProblem(Reason.INVALID_CA_CERTIFICATE_REF, f"{where} does not exist")
     bundle = load_ca_bundle(pem)
     if bundle is None:
-        return RefProblem(Reason.INVALID_CA_CERTIFICATE_REF, f"{where} has no PEM certificate under ca.crt")
+        return RefProblem(
+            Reason.INVALID_CA_CERTIFICATE_REF, f"{where} has no PEM certificate under ca.crt"
+        )
     return bundle

@@ -10,7 +10,6 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from agent.model import (
-    GATEWAY_GROUP,
     EndpointSlice,
     Namespace,
     ReferenceGrant,
@@ -44,15 +43,21 @@ class TranslateOptions:
 class Context:
     snapshot: Snapshot
     options: TranslateOptions
-    _grants: dict[tuple[str, str, str, str], list[tuple[str, str, str | None]]] = field(default_factory=dict)
+    _grants: dict[tuple[str, str, str, str], list[tuple[str, str, str | None]]] = field(
+        default_factory=dict
+    )
     _slices: dict[tuple[str, str], list[EndpointSlice]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        grants: dict[tuple[str, str, str, str], list[tuple[str, str, str | None]]] = defaultdict(list)
+        grants: dict[tuple[str, str, str, str], list[tuple[str, str, str | None]]] = defaultdict(
+            list
+        )
         for rg in self.snapshot.of_type(ReferenceGrant):
             for f in rg.spec.from_:
                 for t in rg.spec.to:
-                    grants[(rg.namespace, f.group, f.kind, f.namespace)].append((t.group, t.kind, t.name or None))
+                    grants[(rg.namespace, f.group, f.kind, f.namespace)].append(
+                        (t.group, t.kind, t.name or None)
+                    )
         self._grants = dict(grants)
         slices: dict[tuple[str, str], list[EndpointSlice]] = defaultdict(list)
         for s in self.snapshot.of_type(EndpointSlice):
@@ -61,21 +66,31 @@ class Context:
         self._slices = dict(slices)
 
     def namespace_labels(self, name: str) -> dict[str, str]:
-        """A Namespace's labels; a namespace with no object still has its name label, as on a cluster."""
+        """A Namespace's labels; a namespace with no object still has its name label, as "
+        "on a cluster."""
         ns = self.snapshot.get_typed(Namespace, "", name)
         labels = dict(ns.metadata.labels) if ns is not None else {}
         labels.setdefault(NAMESPACE_NAME_LABEL, name)
         return labels
 
     def reference_allowed(
-        self, from_group: str, from_kind: str, from_namespace: str, to_group: str, to_kind: str, to_namespace: str, to_name: str
+        self,
+        from_group: str,
+        from_kind: str,
+        from_namespace: str,
+        to_group: str,
+        to_kind: str,
+        to_namespace: str,
+        to_name: str,
     ) -> bool:
         """ReferenceGrant semantics: same-namespace references are always allowed; a
         cross-namespace one needs a grant in the target namespace naming the source's
         group, kind and namespace and the target's group, kind and (optionally) name."""
         if from_namespace == to_namespace:
             return True
-        for group, kind, name in self._grants.get((to_namespace, from_group, from_kind, from_namespace), ()):
+        for group, kind, name in self._grants.get(
+            (to_namespace, from_group, from_kind, from_namespace), ()
+        ):
             if group == to_group and kind == to_kind and (name is None or name == to_name):
                 return True
         return False

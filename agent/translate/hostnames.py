@@ -51,7 +51,7 @@ def route_hostnames(listener: str | None, route: list[str]) -> list[str] | None:
 
 
 def specificity(hostname: str) -> tuple[int, int, str]:
-    """Sort key, most specific first: exact names, then wildcards with more labels, then "" (any)."""
+    """Sort key, most specific first: exact names, then longer wildcards, then "" (any)."""
     if not hostname:
         return (2, 0, "")
     if hostname.startswith("*."):

@@ -40,7 +40,14 @@ from agent.translate.context import Context
 
 # Filter types nodegate implements on HTTPRoute rules and backendRefs.
 SUPPORTED_FILTERS = frozenset(
-    {"RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect", "URLRewrite", "RequestMirror", "CORS"}
+    {
+        "RequestHeaderModifier",
+        "ResponseHeaderModifier",
+        "RequestRedirect",
+        "URLRewrite",
+        "RequestMirror",
+        "CORS",
+    }
 )
 
 BackendDecorator = Callable[[Backend], Backend]
@@ -52,7 +59,9 @@ class CompiledRoute:
 
     route: HTTPRoute
     rules: list[HTTPRule] = field(default_factory=list)
-    problems: list[BackendProblem] = field(default_factory=list)  # ResolvedRefs=False, first one reported
+    problems: list[BackendProblem] = field(
+        default_factory=list
+    )  # ResolvedRefs=False, first one reported
     unsupported: list[str] = field(default_factory=list)  # Accepted=False UnsupportedValue
     backends_used: list[Backend] = field(default_factory=list)
 
@@ -65,19 +74,33 @@ def compile_http_route(ctx: Context, route: HTTPRoute, decorate: BackendDecorato
 
 
 def _compile_rule(
-    ctx: Context, route: HTTPRoute, index: int, rule: HTTPRouteRule, decorate: BackendDecorator, out: CompiledRoute
+    ctx: Context,
+    route: HTTPRoute,
+    index: int,
+    rule: HTTPRouteRule,
+    decorate: BackendDecorator,
+    out: CompiledRoute,
 ) -> HTTPRule:
-    ref = Ref(kind="HTTPRoute", namespace=route.namespace, name=route.name, section=rule.name or str(index))
+    ref = Ref(
+        kind="HTTPRoute",
+        namespace=route.namespace,
+        name=route.name,
+        section=rule.name or str(index),
+    )
     filters = _filters(ctx, route, rule.filters, decorate, out)
     backends = []
     for b in rule.backend_refs:
-        backend, problem = resolve_backend(ctx, b, b.weight, "HTTPRoute", route.namespace, HTTP_APP_PROTOCOLS)
+        backend, problem = resolve_backend(
+            ctx, b, b.weight, "HTTPRoute", route.namespace, HTTP_APP_PROTOCOLS
+        )
         if problem is not None:
             out.problems.append(problem)
         else:
             backend = decorate(backend)
         if b.filters:
-            backend = backend.model_copy(update={"filters": _filters(ctx, route, b.filters, decorate, out)})
+            backend = backend.model_copy(
+                update={"filters": _filters(ctx, route, b.filters, decorate, out)}
+            )
         backends.append(backend)
         out.backends_used.append(backend)
     timeouts = rule.timeouts
@@ -122,7 +145,11 @@ def _path_modifier(m: HTTPPathModifier | None) -> PathModifier | None:
 
 
 def _filters(
-    ctx: Context, route: HTTPRoute, filters: list[HTTPRouteFilter], decorate: BackendDecorator, out: CompiledRoute
+    ctx: Context,
+    route: HTTPRoute,
+    filters: list[HTTPRouteFilter],
+    decorate: BackendDecorator,
+    out: CompiledRoute,
 ) -> Filters:
     values: dict[str, object] = {}
     mirrors: list[Mirror] = []
@@ -130,7 +157,13 @@ def _filters(
         if f.type not in SUPPORTED_FILTERS:
             if f.type == "ExtensionRef" and f.extension_ref is not None:
                 e = f.extension_ref
-                out.problems.append(BackendProblem(Reason.INVALID_KIND, f"ExtensionRef filter {e.group}/{e.kind} {e.name}: nodegate has no extension filters"))
+                out.problems.append(
+                    BackendProblem(
+                        Reason.INVALID_KIND,
+                        f"ExtensionRef filter {e.group}/{e.kind} {e.name}: nodegate has no "
+                        "extension filters",
+                    )
+                )
             else:
                 out.unsupported.append(f"filter type {f.type} is not supported")
             continue
@@ -141,13 +174,21 @@ def _filters(
         elif f.type == "RequestRedirect" and f.request_redirect is not None:
             r = f.request_redirect
             values["redirect"] = Redirect(
-                scheme=r.scheme, hostname=r.hostname, path=_path_modifier(r.path), port=r.port, status_code=r.status_code
+                scheme=r.scheme,
+                hostname=r.hostname,
+                path=_path_modifier(r.path),
+                port=r.port,
+                status_code=r.status_code,
             )
         elif f.type == "URLRewrite" and f.url_rewrite is not None:
-            values["rewrite"] = URLRewrite(hostname=f.url_rewrite.hostname, path=_path_modifier(f.url_rewrite.path))
+            values["rewrite"] = URLRewrite(
+                hostname=f.url_rewrite.hostname, path=_path_modifier(f.url_rewrite.path)
+            )
         elif f.type == "RequestMirror" and f.request_mirror is not None:
             m = f.request_mirror
-            backend, problem = resolve_backend(ctx, m.backend_ref, 1, "HTTPRoute", route.namespace, HTTP_APP_PROTOCOLS)
+            backend, problem = resolve_backend(
+                ctx, m.backend_ref, 1, "HTTPRoute", route.namespace, HTTP_APP_PROTOCOLS
+            )
             if problem is not None:
                 out.problems.append(problem)
                 continue
@@ -168,11 +209,15 @@ def _filters(
                 max_age=c.max_age,
             )
         else:
-            out.unsupported.append(f"filter {f.type} is missing its {f.type[0].lower() + f.type[1:]} field")
+            out.unsupported.append(
+                f"filter {f.type} is missing its {f.type[0].lower() + f.type[1:]} field"
+            )
     return Filters(mirrors=tuple(mirrors), **values)  # type: ignore[arg-type]
 
 
-def match_precedence(match: HTTPMatch, route: HTTPRoute, rule: int, index: int) -> tuple[object, ...]:
+def match_precedence(
+    match: HTTPMatch, route: HTTPRoute, rule: int, index: int
+) -> tuple[object, ...]:
     """Sort key: lower sorts first (see module doc)."""
     path_rank = {"Exact": 0, "PathPrefix": 1, "RegularExpression": 2}[match.path_type]
     return (

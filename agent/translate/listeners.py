@@ -118,7 +118,9 @@ class GatewayState:
     ref: Ref
     listeners: list[ListenerState] = field(default_factory=list)
     listener_sets: list[ListenerSetState] = field(default_factory=list)
-    not_accepted: Condition | None = None  # a Gateway-level reason not to accept (params, addresses)
+    not_accepted: Condition | None = (
+        None  # a Gateway-level reason not to accept (params, addresses)
+    )
     not_programmed: Condition | None = None
     addresses: tuple[str, ...] = ()
     client_certificate: Certificate | None = None
@@ -146,7 +148,9 @@ def accepted_classes(ctx: Context) -> dict[str, GatewayClass]:
     }
 
 
-def evaluate_gateways(ctx: Context, classes: dict[str, GatewayClass], class_ok: dict[str, bool]) -> dict[tuple[str, str], GatewayState]:
+def evaluate_gateways(
+    ctx: Context, classes: dict[str, GatewayClass], class_ok: dict[str, bool]
+) -> dict[tuple[str, str], GatewayState]:
     """Every Gateway of an accepted class of ours, with listeners validated and conflicts marked."""
     gateways = sorted(
         (gw for gw in ctx.snapshot.of_type(Gateway) if gw.spec.gateway_class_name in classes),
@@ -158,14 +162,21 @@ def evaluate_gateways(ctx: Context, classes: dict[str, GatewayClass], class_ok: 
         state = GatewayState(obj=gw, ref=Ref(kind="Gateway", namespace=gw.namespace, name=gw.name))
         if not class_ok.get(gw.spec.gateway_class_name, False):
             state.not_accepted = Condition(
-                ConditionType.ACCEPTED, False, Reason.INVALID_PARAMETERS,
+                ConditionType.ACCEPTED,
+                False,
+                Reason.INVALID_PARAMETERS,
                 f"GatewayClass {gw.spec.gateway_class_name} is not accepted",
             )
-        elif gw.spec.infrastructure is not None and gw.spec.infrastructure.parameters_ref is not None:
+        elif (
+            gw.spec.infrastructure is not None and gw.spec.infrastructure.parameters_ref is not None
+        ):
             p = gw.spec.infrastructure.parameters_ref
             state.not_accepted = Condition(
-                ConditionType.ACCEPTED, False, Reason.INVALID_PARAMETERS,
-                f"infrastructure.parametersRef {p.group}/{p.kind} {p.name}: nodegate takes no parameters",
+                ConditionType.ACCEPTED,
+                False,
+                Reason.INVALID_PARAMETERS,
+                f"infrastructure.parametersRef {p.group}/{p.kind} {p.name}: nodegate takes "
+                "no parameters",
             )
         addr = assigned[(gw.namespace, gw.name)]
         if state.not_accepted is None and addr.unsupported is not None:
@@ -197,18 +208,34 @@ def _backend_client_certificate(ctx: Context, state: GatewayState) -> None:
     if tls is None:
         return
     if tls.backend is not None and tls.backend.client_certificate_ref is not None:
-        got = resolve_certificate_ref(ctx, tls.backend.client_certificate_ref, GATEWAY_GROUP, "Gateway", state.obj.namespace)
+        got = resolve_certificate_ref(
+            ctx, tls.backend.client_certificate_ref, GATEWAY_GROUP, "Gateway", state.obj.namespace
+        )
         if isinstance(got, RefProblem):
-            reason = Reason.REF_NOT_PERMITTED if got.reason == Reason.REF_NOT_PERMITTED else Reason.INVALID_CLIENT_CERTIFICATE_REF
+            reason = (
+                Reason.REF_NOT_PERMITTED
+                if got.reason == Reason.REF_NOT_PERMITTED
+                else Reason.INVALID_CLIENT_CERTIFICATE_REF
+            )
             state.client_certificate_problem = RefProblem(reason, got.message)
         else:
             state.client_certificate = got
     if tls.frontend is not None:
-        modes = [tls.frontend.default.validation] + [p.tls.validation for p in tls.frontend.per_port]
-        state.insecure_frontend = any(v is not None and v.mode == "AllowInsecureFallback" for v in modes)
+        modes = [tls.frontend.default.validation] + [
+            p.tls.validation for p in tls.frontend.per_port
+        ]
+        state.insecure_frontend = any(
+            v is not None and v.mode == "AllowInsecureFallback" for v in modes
+        )
 
 
-def _evaluate_listener(ctx: Context, gw_state: GatewayState, owner: Gateway | ListenerSet, owner_ref: Ref, spec: Listener) -> ListenerState:
+def _evaluate_listener(
+    ctx: Context,
+    gw_state: GatewayState,
+    owner: Gateway | ListenerSet,
+    owner_ref: Ref,
+    spec: Listener,
+) -> ListenerState:
     gw = gw_state.obj
     state = ListenerState(
         owner=owner,
@@ -220,8 +247,11 @@ def _evaluate_listener(ctx: Context, gw_state: GatewayState, owner: Gateway | Li
     kinds = PROTOCOL_KINDS.get(spec.protocol)
     if kinds is None:
         state.accepted = Condition(
-            ConditionType.ACCEPTED, False, Reason.UNSUPPORTED_PROTOCOL,
-            f"protocol {spec.protocol!r} is not supported (nodegate serves {', '.join(PROTOCOL_KINDS)})",
+            ConditionType.ACCEPTED,
+            False,
+            Reason.UNSUPPORTED_PROTOCOL,
+            f"protocol {spec.protocol!r} is not supported "
+            f"(nodegate serves {', '.join(PROTOCOL_KINDS)})",
         )
         return state
     problem = _shape_problem(ctx, spec)
@@ -229,14 +259,16 @@ def _evaluate_listener(ctx: Context, gw_state: GatewayState, owner: Gateway | Li
         state.accepted = Condition(ConditionType.ACCEPTED, False, Reason.UNSUPPORTED_VALUE, problem)
         return state
 
-    # allowedRoutes.kinds: "Invalid Route kinds ... MUST be ignored"; ResolvedRefs=False InvalidRouteKinds.
+    # allowedRoutes.kinds: invalid kinds are left out; ResolvedRefs=False InvalidRouteKinds.
     if spec.allowed_routes.kinds:
         wanted = [(k.group, k.kind) for k in spec.allowed_routes.kinds]
         state.supported_kinds = [gk for gk in wanted if gk[0] == GATEWAY_GROUP and gk[1] in kinds]
         invalid = [f"{g}/{k}" for g, k in wanted if (g, k) not in state.supported_kinds]
         if invalid:
             state.resolved = Condition(
-                ConditionType.RESOLVED_REFS, False, Reason.INVALID_ROUTE_KINDS,
+                ConditionType.RESOLVED_REFS,
+                False,
+                Reason.INVALID_ROUTE_KINDS,
                 f"route kinds not supported on a {spec.protocol} listener: {', '.join(invalid)}",
             )
     else:
@@ -247,7 +279,9 @@ def _evaluate_listener(ctx: Context, gw_state: GatewayState, owner: Gateway | Li
             got = resolve_certificate_ref(ctx, ref, GATEWAY_GROUP, owner.kind, owner.namespace)
             if isinstance(got, RefProblem):
                 if state.resolved is None:
-                    state.resolved = Condition(ConditionType.RESOLVED_REFS, False, got.reason, got.message)
+                    state.resolved = Condition(
+                        ConditionType.RESOLVED_REFS, False, got.reason, got.message
+                    )
             else:
                 state.certificates.append(got)
         if spec.protocol == "HTTPS":
@@ -292,15 +326,21 @@ def _frontend_validation(ctx: Context, gw: Gateway, spec: Listener, state: Liste
         return
     bundles: list[str] = []
     for ref in validation.ca_certificate_refs:
-        got = resolve_ca_ref(ctx, ref, GATEWAY_GROUP, "Gateway", gw.namespace, Reason.INVALID_CA_CERTIFICATE_KIND)
+        got = resolve_ca_ref(
+            ctx, ref, GATEWAY_GROUP, "Gateway", gw.namespace, Reason.INVALID_CA_CERTIFICATE_KIND
+        )
         if isinstance(got, RefProblem):
             if state.resolved is None:
-                state.resolved = Condition(ConditionType.RESOLVED_REFS, False, got.reason, got.message)
+                state.resolved = Condition(
+                    ConditionType.RESOLVED_REFS, False, got.reason, got.message
+                )
         else:
             bundles.append(got)
     if not bundles:
         state.accepted = Condition(
-            ConditionType.ACCEPTED, False, Reason.NO_VALID_CA_CERTIFICATE,
+            ConditionType.ACCEPTED,
+            False,
+            Reason.NO_VALID_CA_CERTIFICATE,
             "none of the client-validation caCertificateRefs is usable",
         )
         return
@@ -328,15 +368,22 @@ def _attach_listener_sets(ctx: Context, gateways: dict[tuple[str, str], GatewayS
         elif allowed.from_ == "All":
             permitted = True
         else:
-            permitted = allowed.selector is not None and allowed.selector.matches(ctx.namespace_labels(ls.namespace))
+            permitted = allowed.selector is not None and allowed.selector.matches(
+                ctx.namespace_labels(ls.namespace)
+            )
         if not permitted:
             state.not_allowed = Condition(
-                ConditionType.ACCEPTED, False, Reason.NOT_ALLOWED,
-                f"Gateway {gw_state.obj.namespace}/{gw_state.obj.name} does not allow ListenerSets from namespace {ls.namespace}",
+                ConditionType.ACCEPTED,
+                False,
+                Reason.NOT_ALLOWED,
+                f"Gateway {gw_state.obj.namespace}/{gw_state.obj.name} does not allow "
+                f"ListenerSets from namespace {ls.namespace}",
             )
         elif not gw_state.accepted:
             state.not_allowed = Condition(
-                ConditionType.ACCEPTED, False, Reason.PARENT_NOT_ACCEPTED,
+                ConditionType.ACCEPTED,
+                False,
+                Reason.PARENT_NOT_ACCEPTED,
                 f"Gateway {gw_state.obj.namespace}/{gw_state.obj.name} is not accepted",
             )
         else:
@@ -349,7 +396,9 @@ def _mark_conflicts(gateways: dict[tuple[str, str], GatewayState]) -> None:
     """Mark indistinct listeners Conflicted (rules in the module doc)."""
     placed: list[ListenerState] = []
     for gw_state in gateways.values():  # already in creation order
-        sources = [gw_state.listeners] + [ls.listeners for ls in gw_state.listener_sets if ls.not_allowed is None]
+        sources = [gw_state.listeners] + [
+            ls.listeners for ls in gw_state.listener_sets if ls.not_allowed is None
+        ]
         for source in sources:
             candidates = [item for item in source if item.accepted is None]
             # First what came earlier (the Gateway, older ListenerSets, older Gateways) wins ...
@@ -358,7 +407,10 @@ def _mark_conflicts(gateways: dict[tuple[str, str], GatewayState]) -> None:
                     reason = _conflict(item, earlier)
                     if reason is not None:
                         item.conflicted = reason
-                        item.conflict_message = f"conflicts with {earlier.owner_ref} on port {earlier.spec.port}, which came first"
+                        item.conflict_message = (
+                            f"conflicts with {earlier.owner_ref} on port {earlier.spec.port}, "
+                            "which came first"
+                        )
                         break
             # ... then, within one source, no listener wins: all indistinct ones are Conflicted.
             remaining = [item for item in candidates if item.conflicted is None]
@@ -369,7 +421,7 @@ def _mark_conflicts(gateways: dict[tuple[str, str], GatewayState]) -> None:
                         for item, other in ((a, b), (b, a)):
                             if item.conflicted is None:
                                 item.conflicted = reason
-                                item.conflict_message = f"conflicts with listener {other.name} on port {other.spec.port}"
+                                item.conflict_message = f"conflicts with listener {other.name}"
             placed.extend(item for item in candidates if item.conflicted is None)
 
 
@@ -419,7 +471,9 @@ def _assign_addresses(ctx: Context, gateways: list[Gateway]) -> dict[tuple[str, 
         for a in gw.spec.addresses:
             if a.type != "IPAddress":
                 result.unsupported = Condition(
-                    ConditionType.ACCEPTED, False, Reason.UNSUPPORTED_ADDRESS,
+                    ConditionType.ACCEPTED,
+                    False,
+                    Reason.UNSUPPORTED_ADDRESS,
                     f"address type {a.type!r} is not supported (IPAddress is)",
                 )
                 continue
@@ -430,18 +484,26 @@ def _assign_addresses(ctx: Context, gateways: list[Gateway]) -> dict[tuple[str, 
                 ip = ipaddress.ip_address(a.value)
             except ValueError:
                 result.unsupported = Condition(
-                    ConditionType.ACCEPTED, False, Reason.UNSUPPORTED_ADDRESS, f"{a.value!r} is not an IP address"
+                    ConditionType.ACCEPTED,
+                    False,
+                    Reason.UNSUPPORTED_ADDRESS,
+                    f"{a.value!r} is not an IP address",
                 )
                 continue
             owner = taken.get(str(ip))
             if not (any(ip in p for p in pools) or str(ip) in node):
                 result.not_usable = Condition(
-                    ConditionType.PROGRAMMED, False, Reason.ADDRESS_NOT_USABLE,
-                    f"{ip} is neither in an address pool ({', '.join(map(str, pools)) or 'none'}) nor a node address",
+                    ConditionType.PROGRAMMED,
+                    False,
+                    Reason.ADDRESS_NOT_USABLE,
+                    f"{ip} is neither in an address pool "
+                    f"({', '.join(map(str, pools)) or 'none'}) nor a node address",
                 )
             elif owner is not None and owner != (gw.namespace, gw.name):
                 result.not_usable = Condition(
-                    ConditionType.PROGRAMMED, False, Reason.ADDRESS_NOT_USABLE,
+                    ConditionType.PROGRAMMED,
+                    False,
+                    Reason.ADDRESS_NOT_USABLE,
                     f"{ip} is already used by Gateway {owner[0]}/{owner[1]}",
                 )
             else:
@@ -453,21 +515,29 @@ def _assign_addresses(ctx: Context, gateways: list[Gateway]) -> dict[tuple[str, 
     for gw in want_pool:
         result = out[(gw.namespace, gw.name)]
         if not pools:
-            result.addresses = result.addresses + tuple(a for a in node if a not in result.addresses)
+            result.addresses = result.addresses + tuple(
+                a for a in node if a not in result.addresses
+            )
             continue
         picked = _pick_from_pools(pools, f"{gw.namespace}/{gw.name}", set(taken) | set(node))
         if picked is None:
             result.not_usable = Condition(
-                ConditionType.PROGRAMMED, False, Reason.ADDRESS_NOT_ASSIGNED, "the address pools are exhausted"
+                ConditionType.PROGRAMMED,
+                False,
+                Reason.ADDRESS_NOT_ASSIGNED,
+                "the address pools are exhausted",
             )
             continue
         taken[picked] = (gw.namespace, gw.name)
-        result.addresses = result.addresses + (picked,)
+        result.addresses = (*result.addresses, picked)
     for result in out.values():
         if not result.addresses and result.not_usable is None and result.unsupported is None:
             result.not_usable = Condition(
-                ConditionType.PROGRAMMED, False, Reason.ADDRESS_NOT_ASSIGNED,
-                "no address to serve on: configure an address pool or run where node addresses are known",
+                ConditionType.PROGRAMMED,
+                False,
+                Reason.ADDRESS_NOT_ASSIGNED,
+                "no address to serve on: configure an address pool "
+                "or run where node addresses are known",
             )
     return out
 

@@ -50,7 +50,9 @@ class _TrafficPolicyState:
 
 @dataclass
 class Policies:
-    tls: dict[tuple[str, str, str], _TLSPolicyState] = field(default_factory=dict)  # (ns, svc, section)
+    tls: dict[tuple[str, str, str], _TLSPolicyState] = field(
+        default_factory=dict
+    )  # (ns, svc, section)
     tls_states: list[_TLSPolicyState] = field(default_factory=list)
     traffic: dict[tuple[str, str], _TrafficPolicyState] = field(default_factory=dict)  # (ns, svc)
     traffic_states: list[_TrafficPolicyState] = field(default_factory=list)
@@ -59,7 +61,9 @@ class Policies:
         """A resolved Service backend with the TLS and retry budget its policies give it."""
         ns, name = backend.ref.namespace, backend.ref.name
         svc = ctx.service(ns, name)
-        port_name = next((p.name for p in svc.spec.ports if p.port == backend.port), "") if svc else ""
+        port_name = (
+            next((p.name for p in svc.spec.ports if p.port == backend.port), "") if svc else ""
+        )
         update: dict[str, Any] = {}
         state = self.tls.get((ns, name, port_name)) if port_name else None
         state = state or self.tls.get((ns, name, ""))
@@ -81,7 +85,7 @@ def evaluate_policies(ctx: Context) -> Policies:
         state = _TLSPolicyState(policy=policy)
         out.tls_states.append(state)
         _validate_tls_policy(ctx, state)
-        claimed = []
+        claimed: list[tuple[str, str, str]] = []
         for t in policy.spec.target_refs:
             if t.group != "" or t.kind != "Service":
                 continue
@@ -91,9 +95,14 @@ def evaluate_policies(ctx: Context) -> Policies:
                 state.conditions.insert(
                     0,
                     Condition(
-                        ConditionType.ACCEPTED, False, Reason.CONFLICTED,
-                        f"BackendTLSPolicy {holder.policy.namespace}/{holder.policy.name} targets the same Service"
-                        f"{' port ' + t.section_name if t.section_name else ''} and takes precedence",
+                        ConditionType.ACCEPTED,
+                        False,
+                        Reason.CONFLICTED,
+                        f"BackendTLSPolicy {holder.policy.namespace}/{holder.policy.name} "
+                        "targets the same "
+                        "Service"
+                        f"{' port ' + t.section_name if t.section_name else ''} and takes "
+                        "precedence",
                     ),
                 )
                 claimed = []
@@ -111,18 +120,24 @@ def evaluate_policies(ctx: Context) -> Policies:
                 percent=rc.budget.percent,
                 interval=parse_duration(rc.budget.interval),
                 min_retries=rc.min_retry_rate.count or 0,
-                min_interval=parse_duration(rc.min_retry_rate.interval) if rc.min_retry_rate.interval else 1.0,
+                min_interval=parse_duration(rc.min_retry_rate.interval)
+                if rc.min_retry_rate.interval
+                else 1.0,
             )
-        for t in tpolicy.spec.target_refs:
-            if t.group != "" or t.kind != "Service":
+        for target in tpolicy.spec.target_refs:
+            if target.group != "" or target.kind != "Service":
                 continue
-            key2 = (tpolicy.namespace, t.name)
+            key2 = (tpolicy.namespace, target.name)  # targetRefs are local: same namespace
             holder2 = out.traffic.get(key2)
             if holder2 is not None:
                 tstate.conditions.append(
                     Condition(
-                        ConditionType.ACCEPTED, False, Reason.CONFLICTED,
-                        f"XBackendTrafficPolicy {holder2.policy.namespace}/{holder2.policy.name} targets the same Service and takes precedence",
+                        ConditionType.ACCEPTED,
+                        False,
+                        Reason.CONFLICTED,
+                        "XBackendTrafficPolicy "
+                        f"{holder2.policy.namespace}/{holder2.policy.name} "
+                        "targets the same Service and takes precedence",
                     )
                 )
                 continue
@@ -137,7 +152,14 @@ def _validate_tls_policy(ctx: Context, state: _TLSPolicyState) -> None:
     bundles: list[str] = []
     problem: RefProblem | None = None
     for ref in v.ca_certificate_refs:
-        got = resolve_ca_ref(ctx, ref, "gateway.networking.k8s.io", "BackendTLSPolicy", policy.namespace, Reason.INVALID_KIND)
+        got = resolve_ca_ref(
+            ctx,
+            ref,
+            "gateway.networking.k8s.io",
+            "BackendTLSPolicy",
+            policy.namespace,
+            Reason.INVALID_KIND,
+        )
         if isinstance(got, RefProblem):
             problem = problem or got
         else:
@@ -145,17 +167,33 @@ def _validate_tls_policy(ctx: Context, state: _TLSPolicyState) -> None:
     system = v.well_known_ca_certificates == "System"
     if v.well_known_ca_certificates not in (None, "System"):
         state.conditions.append(
-            Condition(ConditionType.ACCEPTED, False, Reason.INVALID, f"wellKnownCACertificates {v.well_known_ca_certificates!r} is not supported (System is)")
+            Condition(
+                ConditionType.ACCEPTED,
+                False,
+                Reason.INVALID,
+                f"wellKnownCACertificates {v.well_known_ca_certificates!r} is not supported "
+                "(System is)",
+            )
         )
         state.invalid = "BackendTLSPolicy has no usable CA certificates"
         return
     if problem is not None:
-        state.conditions.append(Condition(ConditionType.RESOLVED_REFS, False, problem.reason, problem.message))
+        state.conditions.append(
+            Condition(ConditionType.RESOLVED_REFS, False, problem.reason, problem.message)
+        )
     if not bundles and not system:
         state.conditions.insert(
-            0, Condition(ConditionType.ACCEPTED, False, Reason.NO_VALID_CA_CERTIFICATE, "no usable CA certificate")
+            0,
+            Condition(
+                ConditionType.ACCEPTED,
+                False,
+                Reason.NO_VALID_CA_CERTIFICATE,
+                "no usable CA certificate",
+            ),
         )
-        state.invalid = f"BackendTLSPolicy {policy.namespace}/{policy.name} has no usable CA certificate"
+        state.invalid = (
+            f"BackendTLSPolicy {policy.namespace}/{policy.name} has no usable CA certificate"
+        )
         return
     state.tls = BackendTLS(
         policy=Ref(kind="BackendTLSPolicy", namespace=policy.namespace, name=policy.name),
@@ -163,7 +201,8 @@ def _validate_tls_policy(ctx: Context, state: _TLSPolicyState) -> None:
         ca_pems=tuple(bundles),
         system_cas=system,
         subject_alt_names=tuple(
-            (san.type, (san.hostname if san.type == "Hostname" else san.uri) or "") for san in v.subject_alt_names
+            (san.type, (san.hostname if san.type == "Hostname" else san.uri) or "")
+            for san in v.subject_alt_names
         ),
     )
 
@@ -174,7 +213,10 @@ def policy_statuses(
     """Status for each policy, keyed (kind, namespace, name). `used` maps a Service
     (ns, name) to the Gateways (ns, name) that route to it."""
     out: dict[tuple[str, str, str], dict[str, Any]] = {}
-    all_states: Iterable[_TLSPolicyState | _TrafficPolicyState] = [*policies.tls_states, *policies.traffic_states]
+    all_states: Iterable[_TLSPolicyState | _TrafficPolicyState] = [
+        *policies.tls_states,
+        *policies.traffic_states,
+    ]
     for state in all_states:
         p = state.policy
         gateways: set[tuple[str, str]] = set()
@@ -184,12 +226,23 @@ def policy_statuses(
         if not gateways:
             continue
         conditions = list(state.conditions)
-        conditions.append(Condition(ConditionType.ACCEPTED, True, Reason.ACCEPTED, "policy accepted"))
-        conditions.append(Condition(ConditionType.RESOLVED_REFS, True, Reason.RESOLVED_REFS, "all references resolved"))
+        conditions.append(
+            Condition(ConditionType.ACCEPTED, True, Reason.ACCEPTED, "policy accepted")
+        )
+        conditions.append(
+            Condition(
+                ConditionType.RESOLVED_REFS, True, Reason.RESOLVED_REFS, "all references resolved"
+            )
+        )
         wire = conditions_to_k8s(conditions, p.generation)
         ancestors = [
             {
-                "ancestorRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "namespace": ns, "name": name},
+                "ancestorRef": {
+                    "group": "gateway.networking.k8s.io",
+                    "kind": "Gateway",
+                    "namespace": ns,
+                    "name": name,
+                },
                 "controllerName": ctx.options.controller_name,
                 "conditions": wire,
             }

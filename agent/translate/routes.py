@@ -29,7 +29,10 @@ from agent.translate.http import BackendDecorator, CompiledRoute, compile_http_r
 from agent.translate.listeners import GatewayState, ListenerSetState, ListenerState, created_order
 
 ROUTE_TYPES: tuple[type[Route], ...] = (HTTPRoute, GRPCRoute, TLSRoute, TCPRoute, UDPRoute)
-LISTENER_SET_KINDS = {(GATEWAY_GROUP, "ListenerSet"), ("gateway.networking.x-k8s.io", "XListenerSet")}
+LISTENER_SET_KINDS = {
+    (GATEWAY_GROUP, "ListenerSet"),
+    ("gateway.networking.x-k8s.io", "XListenerSet"),
+}
 
 
 @dataclass
@@ -56,7 +59,9 @@ def evaluate_routes(
 ) -> list[RouteResult]:
     """Every route with at least one parent of ours, oldest first."""
     sets = {
-        (ls.obj.namespace, ls.obj.name, ls.obj.kind): ls for gw in gateways.values() for ls in gw.listener_sets
+        (ls.obj.namespace, ls.obj.name, ls.obj.kind): ls
+        for gw in gateways.values()
+        for ls in gw.listener_sets
     }
     routes: list[Route] = [r for cls in ROUTE_TYPES for r in ctx.snapshot.of_type(cls)]
     results = []
@@ -67,7 +72,9 @@ def evaluate_routes(
     return results
 
 
-def _resolve(ctx: Context, route: Route, decorate: BackendDecorator, result: RouteResult) -> BackendProblem | None:
+def _resolve(
+    ctx: Context, route: Route, decorate: BackendDecorator, result: RouteResult
+) -> BackendProblem | None:
     """Resolve the route's backendRefs once; returns the first problem (for ResolvedRefs)."""
     if isinstance(route, HTTPRoute):
         result.compiled = compile_http_route(ctx, route, decorate)
@@ -109,7 +116,11 @@ def _evaluate_route(
             ls_state = sets.get((parent_ns, pref.name, pref.kind))
             if ls_state is None:
                 continue
-            gw_state = gateways.get((ls_state.gateway.namespace, ls_state.gateway.name)) if ls_state.gateway else None
+            gw_state = (
+                gateways.get((ls_state.gateway.namespace, ls_state.gateway.name))
+                if ls_state.gateway
+                else None
+            )
             listeners = ls_state.listeners if ls_state.attached else []
             parent_desc = f"{pref.kind} {parent_ns}/{pref.name}"
         else:
@@ -122,9 +133,18 @@ def _evaluate_route(
             result.gateways.add((gw_state.obj.namespace, gw_state.obj.name))
         conditions = [accepted]
         if problem is None:
-            conditions.append(Condition(ConditionType.RESOLVED_REFS, True, Reason.RESOLVED_REFS, "all references resolved"))
+            conditions.append(
+                Condition(
+                    ConditionType.RESOLVED_REFS,
+                    True,
+                    Reason.RESOLVED_REFS,
+                    "all references resolved",
+                )
+            )
         else:
-            conditions.append(Condition(ConditionType.RESOLVED_REFS, False, problem.reason, problem.message))
+            conditions.append(
+                Condition(ConditionType.RESOLVED_REFS, False, problem.reason, problem.message)
+            )
         result.parents.append(
             {
                 "parentRef": _parent_ref_k8s(pref),
@@ -136,25 +156,48 @@ def _evaluate_route(
 
 
 def _attach(
-    ctx: Context, route: Route, pref: ParentReference, listeners: list[ListenerState], parent_desc: str, result: RouteResult
+    ctx: Context,
+    route: Route,
+    pref: ParentReference,
+    listeners: list[ListenerState],
+    parent_desc: str,
+    result: RouteResult,
 ) -> Condition:
     """Attach the route to the listeners one parentRef reaches; the Accepted condition for it."""
     if not listeners:
-        return Condition(ConditionType.ACCEPTED, False, Reason.NO_MATCHING_PARENT, f"{parent_desc} has no accepted listeners")
+        return Condition(
+            ConditionType.ACCEPTED,
+            False,
+            Reason.NO_MATCHING_PARENT,
+            f"{parent_desc} has no accepted listeners",
+        )
     candidates = [
         item
         for item in listeners
-        if (pref.section_name is None or item.name == pref.section_name) and (pref.port is None or item.spec.port == pref.port)
+        if (pref.section_name is None or item.name == pref.section_name)
+        and (pref.port is None or item.spec.port == pref.port)
     ]
     if not candidates:
         what = " and ".join(
-            x for x in (f"sectionName {pref.section_name}" if pref.section_name else "", f"port {pref.port}" if pref.port else "") if x
+            x
+            for x in (
+                f"sectionName {pref.section_name}" if pref.section_name else "",
+                f"port {pref.port}" if pref.port else "",
+            )
+            if x
         )
-        return Condition(ConditionType.ACCEPTED, False, Reason.NO_MATCHING_PARENT, f"{parent_desc} has no listener with {what}")
+        return Condition(
+            ConditionType.ACCEPTED,
+            False,
+            Reason.NO_MATCHING_PARENT,
+            f"{parent_desc} has no listener with {what}",
+        )
     allowed = [item for item in candidates if item.is_accepted and _allows(ctx, item, route)]
     if not allowed:
         return Condition(
-            ConditionType.ACCEPTED, False, Reason.NOT_ALLOWED_BY_LISTENERS,
+            ConditionType.ACCEPTED,
+            False,
+            Reason.NOT_ALLOWED_BY_LISTENERS,
             f"no listener of {parent_desc} allows {route.kind} from namespace {route.namespace}",
         )
     unsupported = result.compiled.unsupported if result.compiled is not None else []
@@ -169,12 +212,21 @@ def _attach(
             result.attachments.append(Attachment(route=route, listener=item, hostnames=hostnames))
     if not attached:
         return Condition(
-            ConditionType.ACCEPTED, False, Reason.NO_MATCHING_LISTENER_HOSTNAME,
+            ConditionType.ACCEPTED,
+            False,
+            Reason.NO_MATCHING_LISTENER_HOSTNAME,
             f"no hostname of the route intersects a listener hostname of {parent_desc}",
         )
     if unsupported:
-        return Condition(ConditionType.ACCEPTED, False, Reason.UNSUPPORTED_VALUE, "; ".join(unsupported))
-    return Condition(ConditionType.ACCEPTED, True, Reason.ACCEPTED, f"attached to {attached} listener(s) of {parent_desc}")
+        return Condition(
+            ConditionType.ACCEPTED, False, Reason.UNSUPPORTED_VALUE, "; ".join(unsupported)
+        )
+    return Condition(
+        ConditionType.ACCEPTED,
+        True,
+        Reason.ACCEPTED,
+        f"attached to {attached} listener(s) of {parent_desc}",
+    )
 
 
 def _allows(ctx: Context, listener: ListenerState, route: Route) -> bool:

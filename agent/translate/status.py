@@ -26,15 +26,24 @@ SUPPORTED_VERSION = "v1.6"
 
 def gateway_class_status(gc: GatewayClass, ok: bool, features: frozenset[str]) -> dict[str, Any]:
     if ok:
-        accepted = Condition(ConditionType.ACCEPTED, True, Reason.ACCEPTED, "nodegate controls this class")
+        accepted = Condition(
+            ConditionType.ACCEPTED, True, Reason.ACCEPTED, "nodegate controls this class"
+        )
     else:
         p = gc.spec.parameters_ref
         accepted = Condition(
-            ConditionType.ACCEPTED, False, Reason.INVALID_PARAMETERS,
-            f"parametersRef {p.group}/{p.kind} {p.name}: nodegate takes no parameters" if p else "invalid parameters",
+            ConditionType.ACCEPTED,
+            False,
+            Reason.INVALID_PARAMETERS,
+            f"parametersRef {p.group}/{p.kind} {p.name}: nodegate takes no parameters"
+            if p
+            else "invalid parameters",
         )
     supported = Condition(
-        ConditionType.SUPPORTED_VERSION, True, Reason.SUPPORTED_VERSION, f"nodegate implements Gateway API {SUPPORTED_VERSION}"
+        ConditionType.SUPPORTED_VERSION,
+        True,
+        Reason.SUPPORTED_VERSION,
+        f"nodegate implements Gateway API {SUPPORTED_VERSION}",
     )
     return {
         "conditions": conditions_to_k8s([accepted, supported], gc.generation),
@@ -46,20 +55,41 @@ def listener_status(item: ListenerState, generation: int) -> dict[str, Any]:
     conditions: list[Condition] = []
     if item.accepted is not None:
         conditions.append(item.accepted)
-        conditions.append(Condition(ConditionType.PROGRAMMED, False, Reason.INVALID, item.accepted.message))
+        conditions.append(
+            Condition(ConditionType.PROGRAMMED, False, Reason.INVALID, item.accepted.message)
+        )
     elif item.conflicted is not None:
-        conditions.append(Condition(ConditionType.ACCEPTED, False, item.conflicted, item.conflict_message))
-        conditions.append(Condition(ConditionType.PROGRAMMED, False, item.conflicted, item.conflict_message))
+        conditions.append(
+            Condition(ConditionType.ACCEPTED, False, item.conflicted, item.conflict_message)
+        )
+        conditions.append(
+            Condition(ConditionType.PROGRAMMED, False, item.conflicted, item.conflict_message)
+        )
     else:
-        conditions.append(Condition(ConditionType.ACCEPTED, True, Reason.ACCEPTED, "listener accepted"))
+        conditions.append(
+            Condition(ConditionType.ACCEPTED, True, Reason.ACCEPTED, "listener accepted")
+        )
         if item.resolved is not None:
-            conditions.append(Condition(ConditionType.PROGRAMMED, False, Reason.INVALID, item.resolved.message))
+            conditions.append(
+                Condition(ConditionType.PROGRAMMED, False, Reason.INVALID, item.resolved.message)
+            )
     if item.conflicted is not None:
-        conditions.append(Condition(ConditionType.CONFLICTED, True, item.conflicted, item.conflict_message))
+        conditions.append(
+            Condition(ConditionType.CONFLICTED, True, item.conflicted, item.conflict_message)
+        )
     else:
-        conditions.append(Condition(ConditionType.CONFLICTED, False, Reason.NO_CONFLICTS, "no conflicts"))
-    conditions.append(item.resolved or Condition(ConditionType.RESOLVED_REFS, True, Reason.RESOLVED_REFS, "all references resolved"))
-    conditions.append(Condition(ConditionType.PROGRAMMED, True, Reason.PROGRAMMED, "listener programmed"))
+        conditions.append(
+            Condition(ConditionType.CONFLICTED, False, Reason.NO_CONFLICTS, "no conflicts")
+        )
+    conditions.append(
+        item.resolved
+        or Condition(
+            ConditionType.RESOLVED_REFS, True, Reason.RESOLVED_REFS, "all references resolved"
+        )
+    )
+    conditions.append(
+        Condition(ConditionType.PROGRAMMED, True, Reason.PROGRAMMED, "listener programmed")
+    )
     return {
         "name": item.name,
         "supportedKinds": (
@@ -80,7 +110,9 @@ def _listeners_accepted(listeners: list[ListenerState], subject: str) -> Conditi
     invalid = [item.name for item in listeners if not item.is_valid]
     if not invalid:
         return Condition(ConditionType.ACCEPTED, True, Reason.ACCEPTED, f"{subject} accepted")
-    message = f"invalid listeners: {', '.join(invalid)}" + (f"; valid: {', '.join(valid)}" if valid else "")
+    message = f"invalid listeners: {', '.join(invalid)}" + (
+        f"; valid: {', '.join(valid)}" if valid else ""
+    )
     return Condition(ConditionType.ACCEPTED, bool(valid), Reason.LISTENERS_NOT_VALID, message)
 
 
@@ -90,25 +122,48 @@ def gateway_status(state: GatewayState) -> dict[str, Any]:
     accepted = state.not_accepted or _listeners_accepted(state.listeners, "Gateway")
     conditions.append(accepted)
     if not accepted.status:
-        conditions.append(Condition(ConditionType.PROGRAMMED, False, Reason.INVALID, "the Gateway is not accepted"))
+        conditions.append(
+            Condition(
+                ConditionType.PROGRAMMED, False, Reason.INVALID, "the Gateway is not accepted"
+            )
+        )
     elif state.not_programmed is not None:
         conditions.append(state.not_programmed)
     else:
         conditions.append(
-            Condition(ConditionType.PROGRAMMED, True, Reason.PROGRAMMED, f"served on {', '.join(state.addresses)}")
+            Condition(
+                ConditionType.PROGRAMMED,
+                True,
+                Reason.PROGRAMMED,
+                f"served on {', '.join(state.addresses)}",
+            )
         )
     tls = gw.spec.tls
-    if tls is not None and tls.backend is not None and tls.backend.client_certificate_ref is not None:
+    if (
+        tls is not None
+        and tls.backend is not None
+        and tls.backend.client_certificate_ref is not None
+    ):
         if state.client_certificate_problem is not None:
             p = state.client_certificate_problem
             conditions.append(Condition(ConditionType.RESOLVED_REFS, False, p.reason, p.message))
         else:
-            conditions.append(Condition(ConditionType.RESOLVED_REFS, True, Reason.RESOLVED_REFS, "all references resolved"))
+            conditions.append(
+                Condition(
+                    ConditionType.RESOLVED_REFS,
+                    True,
+                    Reason.RESOLVED_REFS,
+                    "all references resolved",
+                )
+            )
     if state.insecure_frontend:
         conditions.append(
             Condition(
-                ConditionType.INSECURE_FRONTEND_VALIDATION_MODE, True, Reason.CONFIGURATION_CHANGED,
-                "client certificate validation allows connections without a valid certificate (AllowInsecureFallback)",
+                ConditionType.INSECURE_FRONTEND_VALIDATION_MODE,
+                True,
+                Reason.CONFIGURATION_CHANGED,
+                "client certificate validation allows connections without a valid "
+                "certificate (AllowInsecureFallback)",
             )
         )
     served = accepted.status and state.not_programmed is None
@@ -132,9 +187,13 @@ def listener_set_status(state: ListenerSetState) -> dict[str, Any]:
         accepted = _listeners_accepted(state.listeners, "ListenerSet")
         conditions = [accepted]
         if accepted.status:
-            conditions.append(Condition(ConditionType.PROGRAMMED, True, Reason.PROGRAMMED, "listeners programmed"))
+            conditions.append(
+                Condition(ConditionType.PROGRAMMED, True, Reason.PROGRAMMED, "listeners programmed")
+            )
         else:
-            conditions.append(Condition(ConditionType.PROGRAMMED, False, accepted.reason, accepted.message))
+            conditions.append(
+                Condition(ConditionType.PROGRAMMED, False, accepted.reason, accepted.message)
+            )
     return {
         "conditions": conditions_to_k8s(conditions, ls.generation),
         "listeners": [listener_status(item, ls.generation) for item in state.listeners],

@@ -1,0 +1,162 @@
+"""The `nodegate` command.
+
+    nodegate status --config DIR   print every object's computed status as YAML
+    nodegate run --config DIR      run the agent on a folder of YAML (standalone mode)
+
+Exit codes: 0 ok; 1 some input could not be read (the rest is still reported);
+2 the command line or the folder itself is unusable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import yaml
+
+from agent.node import node_addresses, node_name
+from agent.reconcile import LoggingDatapath, Reconciler
+from agent.sources.files import FileSource
+from agent.status import documents, now
+from agent.store import Store
+from agent.translate import DEFAULT_CONTROLLER, TranslateOptions, translate
+
+log = logging.getLogger("nodegate")
+
+
+def _options(args: argparse.Namespace) -> TranslateOptions:
+    return TranslateOptions(
+        controller_name=args.controller_name,
+        node_name=args.node_name or node_name(),
+        node_addresses=tuple(args.node_address) if args.node_address else node_addresses(),
+        address_pools=tuple(args.address_pool),
+    )
+
+
+def _cidr(value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value, strict=False))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not a CIDR: {value!r}") from e
+
+
+def _ip(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not an IP address: {value!r}") from e
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="nodegate", description="Gateway API on this node: eBPF L4 and an HTTP proxy."
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config", type=Path, required=True, help="folder of Gateway API YAML (standalone mode)"
+    )
+    common.add_argument(
+        "--controller-name",
+        default=DEFAULT_CONTROLLER,
+        help=f"GatewayClass controllerName to serve (default {DEFAULT_CONTROLLER})",
+    )
+    common.add_argument(
+        "--address-pool",
+        type=_cidr,
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="addresses Gateways may take (repeatable)",
+    )
+    common.add_argument(
+        "--node-address",
+        type=_ip,
+        action="append",
+        default=[],
+        metavar="IP",
+        help="this node's addresses (default: discovered)",
+    )
+    common.add_argument(
+        "--node-name", default="", help="this node's name (default: $NODE_NAME or the hostname)"
+    )
+    common.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    sub.add_parser("status", parents=[common], help="print every object's computed status as YAML")
+    run = sub.add_parser("run", parents=[common], help="run the agent")
+    run.add_argument(
+        "--interval", type=float, default=0.5, help="seconds between scans of the folder"
+    )
+    run.add_argument(
+        "--debounce", type=float, default=0.2, help="quiet seconds before translating a change"
+    )
+    return p
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    if not args.config.is_dir():
+        print(f"nodegate: {args.config}: not a folder", file=sys.stderr)
+        return 2
+    store = Store()
+    errors = FileSource(args.config, store).scan()
+    result = translate(store.snapshot(), _options(args))
+    yaml.safe_dump_all(
+        list(documents(store.snapshot(), result.statuses, now())), sys.stdout, sort_keys=False
+    )
+    if errors:
+        print(f"nodegate: {len(errors)} problem(s) reading {args.config}:", file=sys.stderr)
+        for e in errors:
+            print(f"  {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if not args.config.is_dir():
+        print(f"nodegate: {args.config}: not a folder", file=sys.stderr)
+        return 2
+    store = Store()
+    reconciler = Reconciler(
+        source=FileSource(args.config, store),
+        store=store,
+        options=_options(args),
+        datapaths=[LoggingDatapath()],
+        debounce=args.debounce,
+        interval=args.interval,
+    )
+    log.info("standalone mode: watching %s (controller %s)", args.config, args.controller_name)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await reconciler.run(stop)
+
+    asyncio.run(main())
+    log.info("stopped")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return cmd_status(args) if args.command == "status" else cmd_run(args)
+    except BrokenPipeError:  # `nodegate status | head`
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Facts about the node the agent runs on: its name and its addresses."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import os
+import socket
+import subprocess
+
+log = logging.getLogger(__name__)
+
+
+def node_name() -> str:
+    return os.environ.get("NODE_NAME") or socket.gethostname()
+
+
+def node_addresses() -> tuple[str, ...]:
+    """Global unicast addresses of this network namespace, IPv4 first (from `ip -json addr`)."""
+    try:
+        out = subprocess.run(
+            ["ip", "-json", "address", "show"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout
+        links = json.loads(out)
+    except (OSError, subprocess.SubprocessError, json.JSONDecodeError) as e:
+        log.warning("cannot list the node's addresses (%s); Gateways need an address pool", e)
+        return ()
+    found = []
+    for link in links:
+        for a in link.get("addr_info", []):
+            try:
+                ip = ipaddress.ip_address(a.get("local", ""))
+            except ValueError:
+                continue
+            if ip.is_loopback or ip.is_link_local or ip.is_multicast:
+                continue
+            found.append(ip)
+    return tuple(str(ip) for ip in sorted(set(found), key=lambda i: (i.version, i)))
