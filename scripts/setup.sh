@@ -119,7 +119,9 @@ link_kernel_headers() {
     [[ -d /usr/src/linux-headers-$krel || -e /sys/kernel/kheaders.tar.xz ]] && return 0
     # Real headers put there by hand or by another package: leave them alone.
     # (Ours are links into /usr/src/linux-headers-*; a dangling link is no one's.)
-    if [[ -e $moddir/build && ! ( -L $moddir/build && $(readlink "$moddir/build") == /usr/src/linux-headers-* ) ]]; then
+    local current
+    current=$(readlink "$moddir/build" || true)
+    if [[ -e $moddir/build && ! ( -L $moddir/build && $current == /usr/src/linux-headers-* ) ]]; then
         return 0
     fi
 
@@ -142,7 +144,7 @@ link_kernel_headers() {
     done
 }
 
-# --- 3. the virtualenv --------------------------------------------------------
+# --- 3. the virtualenv ------------------------------------------------------
 
 venv_is_debian() {
     [[ -x $VENV/bin/python && -f $VENV/pyvenv.cfg ]] || return 1
@@ -157,7 +159,9 @@ make_venv() {
     [[ -x $SYS_PY ]] || die "$SYS_PY is missing (python3 package)"
     if ! venv_is_debian; then
         if [[ -e $VENV ]]; then
-            log "$VENV was not made by $SYS_PY ($(grep -E '^(home|version)' "$VENV/pyvenv.cfg" 2>/dev/null | tr '\n' ' ')); recreating it"
+            local made_by
+            made_by=$(grep -E '^(home|version) ' "$VENV/pyvenv.cfg" 2>/dev/null | tr '\n' ' ' || true)
+            log "$VENV was not made by $SYS_PY (${made_by:-no pyvenv.cfg}); recreating it"
             rm -rf "$VENV"
         fi
         rm -f "$PIP_STAMP" "$VERIFY_STAMP"
@@ -186,12 +190,13 @@ make_venv() {
     # shadow Debian's module (site-packages comes before .pth folders).
     if compgen -G "$site/bcc" >/dev/null || compgen -G "$site/bcc-*.dist-info" >/dev/null; then
         log "removing the PyPI package 'bcc' from $VENV (not the BPF Compiler Collection)"
-        "$VENV/bin/python" -m pip uninstall -y -q bcc || rm -rf "$site/bcc"
+        "$VENV/bin/python" -m pip uninstall -y -q bcc 2>/dev/null || true
+        rm -rf "$site/bcc" "$site"/bcc-*.dist-info   # whatever pip did not own
         changed=1
     fi
 }
 
-# --- 4. the project and its dev tools -------------------------------------------
+# --- 4. the project and its dev tools ----------------------------------------
 
 pip_install() {
     # The editable install maps each top-level package that exists when it
@@ -208,7 +213,7 @@ pip_install() {
     changed=1
 }
 
-# --- 5. bcc works from the venv -----------------------------------------------
+# --- 5. bcc works from the venv ---------------------------------------------
 
 verify_bcc() {
     ((changed)) || [[ ! -f $VERIFY_STAMP ]] || return 0
