@@ -113,7 +113,7 @@ class Store:
             raw = self._raw.get(key)
             return copy.deepcopy(raw) if raw is not None else None
 
-    def keys(self) -> set[ObjectKey]:
+    def key_set(self) -> set[ObjectKey]:
         with self._lock:
             return set(self._typed)
 
