@@ -15,14 +15,17 @@ import ipaddress
 import logging
 import signal
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import yaml
 
+from agent.model import ObjectKey
 from agent.node import node_addresses, node_name
 from agent.reconcile import LoggingDatapath, Reconciler
 from agent.sources.files import FileSource
-from agent.status import documents, now
+from agent.status import documents, now, write_status_file
 from agent.store import Store
 from agent.translate import DEFAULT_CONTROLLER, TranslateOptions, translate
 
@@ -96,6 +99,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--debounce", type=float, default=0.2, help="quiet seconds before translating a change"
     )
+    run.add_argument(
+        "--status-file",
+        type=Path,
+        default=None,
+        help="write every object's status here as YAML (replaced atomically on each change)",
+    )
     return p
 
 
@@ -122,13 +131,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"nodegate: {args.config}: not a folder", file=sys.stderr)
         return 2
     store = Store()
+    status_file: Path | None = args.status_file
+
+    def write_status(statuses: Mapping[ObjectKey, dict[str, Any]]) -> None:
+        if status_file is not None:
+            write_status_file(status_file, store.snapshot(), statuses)
+
     reconciler = Reconciler(
-        source=FileSource(args.config, store),
+        source=FileSource(args.config, store, exclude=(status_file,) if status_file else ()),
         store=store,
         options=_options(args),
         datapaths=[LoggingDatapath()],
         debounce=args.debounce,
         interval=args.interval,
+        on_status=write_status,
     )
     log.info("standalone mode: watching %s (controller %s)", args.config, args.controller_name)
 

@@ -8,9 +8,15 @@ time when it changes or first appears.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
+import tempfile
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from agent.model import ObjectKey
 from agent.store import Snapshot
@@ -71,9 +77,10 @@ def _stamp_conditions(
 
 
 def documents(
-    snapshot: Snapshot, statuses: Mapping[ObjectKey, dict[str, Any]], when: str
+    snapshot: Snapshot, statuses: Mapping[ObjectKey, dict[str, Any]], when: str | None
 ) -> Iterator[dict[str, Any]]:
-    """Each object with a status, shaped as `kubectl get -o yaml` shows it (metadata trimmed)."""
+    """Each object with a status, shaped as `kubectl get -o yaml` shows it (metadata trimmed).
+    `when` stamps conditions that have no lastTransitionTime yet (None: leave them as they are)."""
     for key, status in statuses.items():
         raw = snapshot.raw(key)
         if raw is None:
@@ -87,5 +94,22 @@ def documents(
             "apiVersion": raw.get("apiVersion"),
             "kind": key.kind,
             "metadata": out_meta,
-            "status": stamp(status, None, when),
+            "status": stamp(status, None, when) if when is not None else status,
         }
+
+
+def write_status_file(
+    path: Path, snapshot: Snapshot, statuses: Mapping[ObjectKey, dict[str, Any]]
+) -> None:
+    """All statuses as multi-document YAML, replaced atomically (readers never see half a file)."""
+    text = yaml.safe_dump_all(list(documents(snapshot, statuses, None)), sort_keys=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

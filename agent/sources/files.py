@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from agent.store import Store
 
 log = logging.getLogger(__name__)
 
+_RECENT_NS = 2_000_000_000
 _UID_NAMESPACE = uuid.UUID("6f1c4c1e-4a8e-4a52-9a43-6e6f64656761")
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 
@@ -56,7 +58,8 @@ class _Meta:
 
 @dataclass
 class _FileState:
-    stamp: tuple[int, int]
+    stamp: tuple[int, int, int, int]
+    digest: str
     docs: list[tuple[ObjectKey, dict[str, Any]]] = field(default_factory=list)
 
 
@@ -72,8 +75,16 @@ def _spec_part(obj: Mapping[str, Any]) -> dict[str, Any]:
 class FileSource:
     """Reads a folder of YAML into a Store. Call `scan()` whenever the folder may have changed."""
 
-    def __init__(self, root: Path, store: Store, clock: Callable[[], str] = _now) -> None:
+    def __init__(
+        self,
+        root: Path,
+        store: Store,
+        clock: Callable[[], str] = _now,
+        exclude: tuple[Path, ...] = (),
+    ) -> None:
         self.root = Path(root)
+        # Files never read as input (e.g. a status file written inside the folder).
+        self._exclude = {p.resolve() for p in exclude}
         self.store = store
         self._clock = clock
         self._files: dict[Path, _FileState] = {}
@@ -124,8 +135,13 @@ class FileSource:
             # Hidden entries are editor swap files or the ..data links of mounted ConfigMaps.
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for name in filenames:
-                if not name.startswith(".") and name.endswith((".yaml", ".yml")):
-                    yield Path(dirpath) / name
+                path = Path(dirpath) / name
+                if (
+                    not name.startswith(".")
+                    and name.endswith((".yaml", ".yml"))
+                    and path.resolve() not in self._exclude
+                ):
+                    yield path
 
     def _read_file(self, path: Path, errors: list[str]) -> list[tuple[ObjectKey, dict[str, Any]]]:
         try:
@@ -133,14 +149,25 @@ class FileSource:
         except OSError as e:
             errors.append(f"{path}: {e.strerror}")
             return []
-        stamp = (st.st_mtime_ns, st.st_size)
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
         state = self._files.get(path)
-        if state is not None and state.stamp == stamp:
+        # A file written twice within one timestamp tick keeps its stamp: while the stamp is
+        # recent, the content decides.
+        recent = time.time_ns() - st.st_mtime_ns < _RECENT_NS
+        if state is not None and state.stamp == stamp and not recent:
             return state.docs
         try:
-            with path.open(encoding="utf-8") as f:
-                loaded = [d for d in yaml.safe_load_all(f) if d is not None]
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+            data = path.read_bytes()
+        except OSError as e:
+            errors.append(f"{path}: {e.strerror}")
+            return state.docs if state is not None else []
+        digest = hashlib.sha256(data).hexdigest()
+        if state is not None and state.digest == digest:
+            state.stamp = stamp
+            return state.docs
+        try:
+            loaded = [d for d in yaml.safe_load_all(data.decode("utf-8")) if d is not None]
+        except (UnicodeDecodeError, yaml.YAMLError) as e:
             kept = "; its previous objects stay in force" if state is not None else ""
             errors.append(f"{path}: cannot read YAML: {_one_line(e)}{kept}")
             return state.docs if state is not None else []
@@ -167,7 +194,7 @@ class FileSource:
                 doc["metadata"]["namespace"] = "default"
                 key = ObjectKey.of(doc)
             docs.append((key, doc))
-        self._files[path] = _FileState(stamp, docs)
+        self._files[path] = _FileState(stamp, digest, docs)
         return docs
 
     def _with_metadata(self, key: ObjectKey, doc: dict[str, Any]) -> dict[str, Any]:

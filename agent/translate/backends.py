@@ -75,6 +75,8 @@ def resolve_backend(
     if port is None:
         return fail(Reason.BACKEND_NOT_FOUND, f"{where} has no port {ref.port}")
     app_protocol = port.app_protocol or ""
+    if "/" not in app_protocol:
+        app_protocol = app_protocol.lower()  # IANA service names are case-insensitive
     if app_protocols is not None and app_protocol not in app_protocols:
         return fail(
             Reason.UNSUPPORTED_PROTOCOL,

@@ -13,8 +13,9 @@ Rules (Gateway API v1.6, Gateway.spec.listeners and GEP-1713):
   `port` as one with TCP Protocol ... all the Listeners that share a port with
   the TCP Listener are not distinct". nodegate serves, per TCP port, either
   plain HTTP, or TLS with termination (HTTPS, TLS Terminate), or TLS
-  passthrough, or raw TCP; any mix on one port is a ProtocolConflict. UDP
-  ports are a separate space.
+  passthrough (both, told apart by SNI, when TLSRouteModeMixed is supported),
+  or raw TCP; any other mix on one port is a ProtocolConflict. UDP ports are a
+  separate space.
 - A listener that is not Accepted supports no route kinds and attaches no routes.
 """
 
@@ -40,7 +41,10 @@ PROTOCOL_KINDS: dict[str, tuple[str, ...]] = {
     "UDP": ("UDPRoute",),
 }
 
+# Route kinds a listener protocol carries only where the build implements them.
+FEATURE_KINDS: dict[str, tuple[str, ...]] = {"GRPCRoute": ("HTTP", "HTTPS")}
 TLS_TERMINATE_FEATURE = "TLSRouteModeTerminate"
+TLS_MIXED_FEATURE = "TLSRouteModeMixed"
 
 
 def created_order(obj: K8sObject) -> tuple[str, str, str]:
@@ -84,12 +88,18 @@ class ListenerState:
     def tls_mode(self) -> str:
         return self.spec.tls.mode if self.spec.tls is not None else "Terminate"
 
-    def port_class(self) -> str:
-        """Listeners on one port must share this to be compatible (see module doc)."""
-        if self.protocol in ("HTTPS",) or (self.protocol == "TLS" and self.tls_mode == "Terminate"):
-            return "tls-terminate"
-        if self.protocol == "TLS":
-            return "tls-passthrough"
+    def port_class(self, mixed_tls: bool) -> str:
+        """Listeners on one port must share this to be compatible (see module doc). With
+        mixed TLS (TLSRouteModeMixed), terminating and passthrough listeners share a port,
+        told apart by SNI."""
+        if self.protocol in ("HTTPS", "TLS"):
+            if mixed_tls:
+                return "tls"
+            return (
+                "tls-terminate"
+                if self.protocol == "HTTPS" or self.tls_mode == "Terminate"
+                else "tls-passthrough"
+            )
         return self.protocol
 
     def port_space(self) -> str:
@@ -188,7 +198,7 @@ def evaluate_gateways(
             state.listeners.append(_evaluate_listener(ctx, state, gw, state.ref, listener))
         states[(gw.namespace, gw.name)] = state
     _attach_listener_sets(ctx, states)
-    _mark_conflicts(states)
+    _mark_conflicts(states, TLS_MIXED_FEATURE in ctx.options.features)
     return states
 
 
@@ -245,6 +255,12 @@ def _evaluate_listener(
         addresses=gw_state.addresses,
     )
     kinds = PROTOCOL_KINDS.get(spec.protocol)
+    if kinds is not None:
+        kinds = kinds + tuple(
+            kind
+            for kind, protocols in FEATURE_KINDS.items()
+            if spec.protocol in protocols and kind in ctx.options.features
+        )
     if kinds is None:
         state.accepted = Condition(
             ConditionType.ACCEPTED,
@@ -392,7 +408,7 @@ def _attach_listener_sets(ctx: Context, gateways: dict[tuple[str, str], GatewayS
         gw_state.listener_sets.append(state)
 
 
-def _mark_conflicts(gateways: dict[tuple[str, str], GatewayState]) -> None:
+def _mark_conflicts(gateways: dict[tuple[str, str], GatewayState], mixed_tls: bool) -> None:
     """Mark indistinct listeners Conflicted (rules in the module doc)."""
     placed: list[ListenerState] = []
     for gw_state in gateways.values():  # already in creation order
@@ -404,7 +420,7 @@ def _mark_conflicts(gateways: dict[tuple[str, str], GatewayState]) -> None:
             # First what came earlier (the Gateway, older ListenerSets, older Gateways) wins ...
             for item in candidates:
                 for earlier in placed:
-                    reason = _conflict(item, earlier)
+                    reason = _conflict(item, earlier, mixed_tls)
                     if reason is not None:
                         item.conflicted = reason
                         item.conflict_message = (
@@ -416,7 +432,7 @@ def _mark_conflicts(gateways: dict[tuple[str, str], GatewayState]) -> None:
             remaining = [item for item in candidates if item.conflicted is None]
             for i, a in enumerate(remaining):
                 for b in remaining[i + 1 :]:
-                    reason = _conflict(a, b)
+                    reason = _conflict(a, b, mixed_tls)
                     if reason is not None:
                         for item, other in ((a, b), (b, a)):
                             if item.conflicted is None:
@@ -425,12 +441,12 @@ def _mark_conflicts(gateways: dict[tuple[str, str], GatewayState]) -> None:
             placed.extend(item for item in candidates if item.conflicted is None)
 
 
-def _conflict(a: ListenerState, b: ListenerState) -> Reason | None:
+def _conflict(a: ListenerState, b: ListenerState, mixed_tls: bool) -> Reason | None:
     if a.spec.port != b.spec.port or a.port_space() != b.port_space():
         return None
     if a.gateway is not b.gateway and not set(a.addresses) & set(b.addresses):
         return None
-    if a.port_class() != b.port_class():
+    if a.port_class(mixed_tls) != b.port_class(mixed_tls):
         return Reason.PROTOCOL_CONFLICT
     if not a.hostname_distinct():
         return Reason.PROTOCOL_CONFLICT  # TCP/UDP: nothing but the port tells them apart

@@ -110,7 +110,10 @@ def _evaluate_route(
             gw_state = gateways.get((parent_ns, pref.name))
             if gw_state is None:
                 continue
-            listeners = gw_state.listeners if gw_state.accepted else []
+            # Attachment depends on the listeners, not on their being valid (attachedRoutes
+            # "MUST count successfully attached Routes" on listeners of any condition);
+            # only a Gateway rejected as a whole has none.
+            listeners = gw_state.listeners if gw_state.not_accepted is None else []
             parent_desc = f"Gateway {parent_ns}/{pref.name}"
         elif (pref.group, pref.kind) in LISTENER_SET_KINDS:
             ls_state = sets.get((parent_ns, pref.name, pref.kind))
@@ -121,7 +124,7 @@ def _evaluate_route(
                 if ls_state.gateway
                 else None
             )
-            listeners = ls_state.listeners if ls_state.attached else []
+            listeners = ls_state.listeners if ls_state.not_allowed is None else []
             parent_desc = f"{pref.kind} {parent_ns}/{pref.name}"
         else:
             continue

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-import selectors
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -64,55 +65,83 @@ def test_status_fails_clearly_on_input_it_cannot_read(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "not a folder" in missing.stderr
 
 
-def _wait_for(proc: subprocess.Popen[str], text: str, timeout: float = 20.0) -> str:
-    """Read stderr lines until one contains `text` (bounded in time)."""
-    assert proc.stderr is not None
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stderr, selectors.EVENT_READ)
-    deadline = time.monotonic() + timeout
-    seen = []
-    while time.monotonic() < deadline:
-        if not sel.select(timeout=deadline - time.monotonic()):
-            break
-        line = proc.stderr.readline()
-        if not line:
-            break
-        seen.append(line)
-        if text in line:
-            return line
-    raise AssertionError(f"no line with {text!r} within {timeout}s; got:\n{''.join(seen)}")
+class Lines:
+    """A process's stderr, line by line, read by a thread (a pipe's buffer hides lines from select)."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stderr is not None
+        self.queue: queue.Queue[str | None] = queue.Queue()
+        stream = proc.stderr
+
+        def pump() -> None:
+            for line in stream:
+                self.queue.put(line)
+            self.queue.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
+
+    def wait_for(self, text: str, timeout: float = 20.0) -> str:
+        deadline = time.monotonic() + timeout
+        seen = []
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self.queue.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            seen.append(line)
+            if text in line:
+                return line
+        raise AssertionError(f"no line with {text!r} within {timeout}s; got:\n{''.join(seen)}")
 
 
 def test_run_follows_edits_and_stops_on_sigterm(tmp_path: Path) -> None:
-    (tmp_path / "a.yaml").write_text(CLASS + "---" + GATEWAY % 80)
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    status_file = tmp_path / "out" / "status.yaml"
+    (cfg / "a.yaml").write_text(CLASS + "---" + GATEWAY % 80)
     proc = subprocess.Popen(
         [
             *NODEGATE,
             "run",
             "--config",
-            str(tmp_path),
+            str(cfg),
             *POOL,
             "--interval",
             "0.1",
             "--debounce",
             "0.1",
+            "--status-file",
+            str(status_file),
         ],
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+    lines = Lines(proc)
     try:
-        line = _wait_for(proc, "would serve")
+        line = lines.wait_for("would serve")
         assert "generation 1" in line and "1 HTTP port(s)" in line
-        _wait_for(proc, ":80 hosts=")
-        (tmp_path / "a.yaml").write_text(CLASS + "---" + GATEWAY % 8080)
-        assert "generation 2" in _wait_for(proc, "would serve")
-        _wait_for(proc, ":8080 hosts=")
-        (tmp_path / "b.yaml").write_text("kind: [broken\n")
-        _wait_for(proc, "b.yaml: cannot read YAML")
-        (tmp_path / "a.yaml").unlink()
-        line = _wait_for(proc, "would serve")
+        lines.wait_for(":80 hosts=")
+        docs = {d["kind"]: d for d in yaml.safe_load_all(status_file.read_text())}
+        assert docs["Gateway"]["metadata"]["generation"] == 1
+        first = docs["Gateway"]["status"]["conditions"][0]
+        (cfg / "a.yaml").write_text(CLASS + "---" + GATEWAY % 8080)
+        assert "generation 2" in lines.wait_for("would serve")
+        lines.wait_for(":8080 hosts=")
+        docs = {d["kind"]: d for d in yaml.safe_load_all(status_file.read_text())}
+        again = docs["Gateway"]["status"]["conditions"][0]
+        # A new generation; the condition did not change status, so it keeps its transition time.
+        assert (again["observedGeneration"], again["lastTransitionTime"]) == (
+            2,
+            first["lastTransitionTime"],
+        )
+        (cfg / "b.yaml").write_text("kind: [broken\n")
+        lines.wait_for("b.yaml: cannot read YAML")
+        (cfg / "a.yaml").unlink()
+        line = lines.wait_for("would serve")
         assert "generation 3" in line and "0 HTTP port(s)" in line
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0

@@ -259,7 +259,28 @@ def run_case(
 # the status test
 
 
-@pytest.mark.parametrize("case", SUITE.cases, ids=[c.name for c in SUITE.cases])
+# Cases nodegate does not pass, each for a reason that is a product decision, not a bug.
+# They run and are expected to fail (strict: a pass would fail the run, so this list
+# cannot go stale); pytest reports them as xfailed.
+KNOWN_GAPS = {
+    "GatewayInfrastructure": (
+        "nodegate runs as one DaemonSet for all Gateways and generates no per-Gateway "
+        "ServiceAccounts, Pods or Services to carry spec.infrastructure labels "
+        "(GatewayInfrastructurePropagation is not claimed)"
+    ),
+}
+
+
+def _params(cases: tuple[Case, ...]) -> list[Any]:
+    return [
+        pytest.param(c, id=c.name, marks=pytest.mark.xfail(strict=True, reason=KNOWN_GAPS[c.name]))
+        if c.name in KNOWN_GAPS
+        else pytest.param(c, id=c.name)
+        for c in cases
+    ]
+
+
+@pytest.mark.parametrize("case", _params(SUITE.cases))
 def test_status(
     case: Case,
     suite: Suite,
