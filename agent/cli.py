@@ -21,9 +21,10 @@ from typing import Any
 
 import yaml
 
+from agent.addresses import AddressManager
 from agent.model import ObjectKey
 from agent.node import node_addresses, node_name
-from agent.reconcile import LoggingDatapath, Reconciler
+from agent.reconcile import Datapath, LoggingDatapath, Reconciler
 from agent.sources.files import FileSource
 from agent.status import documents, now, write_status_file
 from agent.store import Store
@@ -100,6 +101,12 @@ def _parser() -> argparse.ArgumentParser:
         "--debounce", type=float, default=0.2, help="quiet seconds before translating a change"
     )
     run.add_argument(
+        "--gateway-interface",
+        default="",
+        metavar="IFACE",
+        help="add each served Gateway address to this interface (removed when no longer served)",
+    )
+    run.add_argument(
         "--status-file",
         type=Path,
         default=None,
@@ -137,11 +144,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         if status_file is not None:
             write_status_file(status_file, store.snapshot(), statuses)
 
+    datapaths: list[Datapath] = []
+    if args.gateway_interface:
+        datapaths.append(AddressManager(args.gateway_interface))
+    datapaths.append(LoggingDatapath())
     reconciler = Reconciler(
         source=FileSource(args.config, store, exclude=(status_file,) if status_file else ()),
         store=store,
         options=_options(args),
-        datapaths=[LoggingDatapath()],
+        datapaths=datapaths,
         debounce=args.debounce,
         interval=args.interval,
         on_status=write_status,
