@@ -1,0 +1,292 @@
+"""Compiled route tables: from an HTTPPort of the NodeConfig to "which rule serves this request".
+
+Pure: no I/O, no clocks. A `PortTable` is built once per NodeConfig and port and
+never changes; the server swaps whole tables, so a request keeps the table it
+started with.
+
+Order is the NodeConfig's: listeners and virtual hosts come most specific
+hostname first, entries in the Gateway API's match precedence. The first
+match wins at every level, and the router never re-sorts.
+
+Hostname rules (Gateway spec, Listener.hostname): "Hostnames that are prefixed
+with a wildcard label (`*.`) are interpreted as a suffix match. That means that
+a match for `*.example.com` would match both `test.example.com`, and
+`foo.test.example.com`, but not `example.com`."
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl
+
+from agent.nodeconfig import Backend, HTTPListener, HTTPMatch, HTTPPort, HTTPRule, VirtualHost
+
+
+@dataclass(frozen=True, slots=True)
+class RequestHead:
+    """What routing looks at. Header names are lower case bytes (as h11 gives them)."""
+
+    method: str
+    path: str  # the raw path, without the query
+    query: str  # the raw query, without "?"
+    host: str  # lower case, without port
+    headers: Sequence[tuple[bytes, bytes]] = ()
+
+
+def split_target(target: str) -> tuple[str, str]:
+    path, _, query = target.partition("?")
+    return path, query
+
+
+def host_of(authority: str) -> str:
+    """The host part of a Host header, lower case, without the port."""
+    a = authority.strip().lower()
+    if a.startswith("["):  # IPv6 literal
+        end = a.find("]")
+        return a[: end + 1] if end > 0 else a
+    host, _, _ = a.partition(":")
+    return host.rstrip(".")
+
+
+def hostname_matches(pattern: str, host: str) -> bool:
+    """Whether a listener or route hostname ("" = any, "*.suffix", exact) covers `host`."""
+    if not pattern:
+        return True
+    if pattern.startswith("*."):
+        # "*.example.com" matches "foo.example.com" and "a.b.example.com", not "example.com".
+        return host.endswith(pattern[1:]) and len(host) > len(pattern) - 1
+    return host == pattern
+
+
+def prefix_matches(prefix: str, path: str) -> bool:
+    """PathPrefix: "matches full path elements ... When specified, a trailing `/` is ignored.
+    For example, the paths `/abc`, `/abc/`, and `/abc/def` would all match the prefix `/abc`,
+    but the path `/abcd` would not."
+    """
+    p = prefix.rstrip("/")
+    if not p:
+        return True
+    if not path.startswith(p):
+        return False
+    return len(path) == len(p) or path[len(p)] == "/"
+
+
+class Matcher:
+    """One HTTPRouteMatch, compiled. Every condition in a match must hold (AND)."""
+
+    __slots__ = ("headers", "match", "method", "path", "path_re", "path_type", "queries")
+
+    def __init__(self, match: HTTPMatch) -> None:
+        self.match = match
+        self.path_type = match.path_type
+        self.path = match.path
+        self.path_re = re.compile(match.path) if match.path_type == "RegularExpression" else None
+        self.method = match.method
+        # "If multiple entries specify equivalent header names, only the first entry with an
+        # equivalent name MUST be considered for a match." Header names are case-insensitive.
+        seen: set[str] = set()
+        headers: list[tuple[str, str | None, re.Pattern[str] | None]] = []
+        for kind, name, value in match.headers:
+            key = name.lower()
+            if key in seen:
+                continue
+            seen.add(key)
+            if kind == "Exact":
+                headers.append((key, value, None))
+            else:
+                headers.append((key, None, re.compile(value)))
+        self.headers = tuple(headers)
+        # "If multiple entries specify equivalent query param names, only the first entry with
+        # an equivalent name MUST be considered for a match." Query names are case-sensitive.
+        qseen: set[str] = set()
+        queries: list[tuple[str, str | None, re.Pattern[str] | None]] = []
+        for kind, name, value in match.query_params:
+            if name in qseen:
+                continue
+            qseen.add(name)
+            if kind == "Exact":
+                queries.append((name, value, None))
+            else:
+                queries.append((name, None, re.compile(value)))
+        self.queries = tuple(queries)
+
+    def matches(self, req: RequestHead) -> bool:
+        if self.path_type == "PathPrefix":
+            if not prefix_matches(self.path, req.path):
+                return False
+        elif self.path_type == "Exact":
+            if req.path != self.path:
+                return False
+        elif self.path_re is None or self.path_re.fullmatch(req.path) is None:
+            return False
+        if self.method is not None and req.method != self.method:
+            return False
+        if self.headers:
+            values: dict[str, list[str]] = {}
+            for raw_name, raw_value in req.headers:
+                values.setdefault(raw_name.decode("latin-1"), []).append(
+                    raw_value.decode("latin-1")
+                )
+            for name, exact, pattern in self.headers:
+                got = values.get(name)
+                if got is None:
+                    return False
+                # Several lines of one header are one comma-joined value (RFC 9110, 5.3).
+                joined = ",".join(got)
+                if exact is not None:
+                    if joined != exact:
+                        return False
+                elif pattern is None or pattern.fullmatch(joined) is None:
+                    return False
+        if self.queries:
+            params: dict[str, str] = {}
+            for name, value in parse_qsl(req.query, keep_blank_values=True):
+                # The first occurrence of a repeated parameter is the one matched.
+                params.setdefault(name, value)
+            for name, exact, pattern in self.queries:
+                got_value = params.get(name)
+                if got_value is None:
+                    return False
+                if exact is not None:
+                    if got_value != exact:
+                        return False
+                elif pattern is None or pattern.fullmatch(got_value) is None:
+                    return False
+        return True
+
+
+class Rule:
+    """An HTTPRule with its weighted backend choice precomputed."""
+
+    __slots__ = ("backends", "cumulative", "rule", "total")
+
+    def __init__(self, rule: HTTPRule) -> None:
+        self.rule = rule
+        # "a weight of 0 receives nothing new": zero-weight backends are left out of the draw.
+        self.backends = tuple(b for b in rule.backends if b.weight > 0)
+        cumulative: list[int] = []
+        total = 0
+        for b in self.backends:
+            total += b.weight
+            cumulative.append(total)
+        self.cumulative = cumulative
+        self.total = total
+
+    def pick(self, draw: float) -> Backend | None:
+        """The backend for a uniform draw in [0, 1); None when the rule has nowhere to send."""
+        if not self.total:
+            return None
+        i = bisect.bisect_right(self.cumulative, draw * self.total)
+        return self.backends[min(i, len(self.backends) - 1)]
+
+
+@dataclass(slots=True)
+class VHostTable:
+    vhost: VirtualHost
+    rules: tuple[Rule, ...]
+    entries: tuple[tuple[Matcher, int], ...]
+
+    def route(self, req: RequestHead) -> tuple[Rule, HTTPMatch] | None:
+        for matcher, index in self.entries:
+            if matcher.matches(req):
+                return self.rules[index], matcher.match
+        return None
+
+
+def compile_vhost(vhost: VirtualHost) -> VHostTable:
+    return VHostTable(
+        vhost=vhost,
+        rules=tuple(Rule(r) for r in vhost.rules),
+        entries=tuple((Matcher(e.match), e.rule) for e in vhost.entries),
+    )
+
+
+@dataclass(slots=True)
+class ListenerTable:
+    listener: HTTPListener
+    exact: dict[str, VHostTable] = field(default_factory=dict)
+    wildcards: list[tuple[str, VHostTable]] = field(default_factory=list)  # most specific first
+    any_host: VHostTable | None = None
+
+    def vhost_for(self, host: str) -> VHostTable | None:
+        """The most specific virtual host covering `host`; its routes alone are considered."""
+        got = self.exact.get(host)
+        if got is not None:
+            return got
+        for pattern, table in self.wildcards:
+            if hostname_matches(pattern, host):
+                return table
+        return self.any_host
+
+
+def compile_listener(listener: HTTPListener) -> ListenerTable:
+    table = ListenerTable(listener=listener)
+    for vhost in listener.virtual_hosts:
+        compiled = compile_vhost(vhost)
+        name = vhost.hostname.lower()
+        if not name:
+            if table.any_host is None:
+                table.any_host = compiled
+        elif name.startswith("*."):
+            table.wildcards.append((name, compiled))
+        else:
+            table.exact.setdefault(name, compiled)
+    return table
+
+
+@dataclass(frozen=True, slots=True)
+class Routed:
+    """A request's place in the table: the rule and the match that selected it."""
+
+    listener: ListenerTable
+    rule: Rule
+    match: HTTPMatch
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    status: int  # 404 (no route) or 421 (misdirected)
+    listener: ListenerTable | None = None
+
+
+@dataclass(slots=True)
+class PortTable:
+    """The compiled routes of one HTTPPort."""
+
+    port: HTTPPort
+    listeners: tuple[ListenerTable, ...]
+
+    def listener_for(self, host: str) -> ListenerTable | None:
+        """The most specific listener whose hostname covers `host` (SNI or Host)."""
+        for lt in self.listeners:
+            if hostname_matches(lt.listener.hostname.lower(), host):
+                return lt
+        return None
+
+    def route(self, req: RequestHead, sni: str | None = None) -> Routed | Refused:
+        listener = self.listener_for(req.host)
+        if sni is not None and self.port.tls:
+            # Gateway spec, Listener.hostname: "If the current Listener (selected by SNI matching
+            # during ClientHello) does not match the Host: If another Listener does match the
+            # Host, the Gateway SHOULD return a 421. If no other Listener matches the Host, the
+            # Gateway MUST return a 404." and "If another Listener has an exact match or more
+            # specific wildcard entry, the Gateway SHOULD return a 421."
+            by_sni = self.listener_for(sni.lower())
+            if listener is not None and by_sni is not None and listener is not by_sni:
+                return Refused(421, listener)
+        if listener is None:
+            return Refused(404)
+        vhost = listener.vhost_for(req.host)
+        if vhost is None:
+            return Refused(404, listener)
+        got = vhost.route(req)
+        if got is None:
+            return Refused(404, listener)
+        return Routed(listener, got[0], got[1])
+
+
+def compile_port(port: HTTPPort) -> PortTable:
+    return PortTable(port=port, listeners=tuple(compile_listener(li) for li in port.listeners))

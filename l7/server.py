@@ -1,0 +1,422 @@
+"""Listening sockets and client connections.
+
+`PortServer` owns one SO_REUSEPORT socket of one HTTPPort in this worker and the
+port's current `PortState`; `swap()` replaces the state in one assignment, and
+each request captures the state when its head arrives, so it runs on one table
+from start to end. `drain()` stops accepting, closes idle connections, lets busy
+ones finish their request (answered with `Connection: close`), and closes what is
+left when the drain timeout expires.
+
+`ClientConnection` is an asyncio Protocol around an `h11.Connection` in the server
+role, with explicit states:
+
+    IDLE     waiting for a request head (keep-alive timer, then header timer)
+    BODY     reading a request body (body timer between reads)
+    BUSY     a request is being answered; reading is paused, so pipelined
+             requests wait in h11's buffer
+    TUNNEL   after a protocol switch (WebSocket): bytes relayed as they come
+    CLOSED
+
+Flow control: when the client's transport buffer is full (`pause_writing`), the
+response relay awaits `drain()`, which stops it reading from the backend, whose
+connection then pauses its own socket (upstream.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import socket
+import ssl
+from typing import Any
+
+import h11
+
+from l7.limits import Limits, RequestRefused, check_request_framing
+from l7.proxy import PortState, serve
+from l7.upstream import UpstreamConnection
+from l7.websocket import Tunnel
+
+REASONS = {
+    204: b"No Content",
+    400: b"Bad Request",
+    404: b"Not Found",
+    408: b"Request Timeout",
+    413: b"Content Too Large",
+    421: b"Misdirected Request",
+    431: b"Request Header Fields Too Large",
+    500: b"Internal Server Error",
+    501: b"Not Implemented",
+    502: b"Bad Gateway",
+    503: b"Service Unavailable",
+    504: b"Gateway Timeout",
+}
+
+
+class State(enum.Enum):
+    IDLE = "idle"
+    BODY = "body"
+    BUSY = "busy"
+    TUNNEL = "tunnel"
+    CLOSED = "closed"
+
+
+class ClientConnection(asyncio.Protocol):
+    def __init__(self, server: PortServer) -> None:
+        self.server = server
+        self.limits = server.limits
+        self.h11 = h11.Connection(
+            h11.SERVER, max_incomplete_event_size=server.limits.max_header_bytes
+        )
+        self.state = State.IDLE
+        self.transport: asyncio.Transport | None = None
+        self.client_ip = ""
+        self.sni: str | None = None
+        self.scheme = "https" if server.tls else "http"
+        self.listen_port = server.port
+        self.timer: asyncio.TimerHandle | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.request: h11.Request | None = None
+        self.body = bytearray()
+        self.response_started = False
+        self.write_paused = False
+        self.drain_waiter: asyncio.Future[None] | None = None
+        self.seen_bytes = False
+        self.tunnel: Tunnel | None = None
+
+    # --- asyncio.Protocol ---
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        peer = transport.get_extra_info("peername")
+        self.client_ip = peer[0] if peer else ""
+        sslobj = transport.get_extra_info("ssl_object")
+        if sslobj is not None:
+            self.sni = getattr(sslobj, "server_name", None) or None
+        self.server.connections.add(self)
+        self._arm(self.limits.header_timeout, self._on_header_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        if self.state is State.TUNNEL:
+            assert self.tunnel is not None
+            self.tunnel.from_client(data)
+            return
+        if self.state is State.IDLE and not self.seen_bytes:
+            self.seen_bytes = True
+            self._arm(self.limits.header_timeout, self._on_header_timeout)
+        self.h11.receive_data(data)
+        self._process()
+
+    def eof_received(self) -> bool | None:
+        if self.state is State.TUNNEL and self.tunnel is not None:
+            self.tunnel.client_eof()
+            return True
+        self.h11.receive_data(b"")
+        self._process()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        prev = self.state
+        self.state = State.CLOSED
+        self._disarm()
+        self.server.connections.discard(self)
+        if prev is State.TUNNEL and self.tunnel is not None:
+            self.tunnel.client_closed()
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        self._release_drain()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        if self.tunnel is not None:
+            self.tunnel.pause_backend()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.tunnel is not None:
+            self.tunnel.resume_backend()
+        self._release_drain()
+
+    # --- reading requests ---
+
+    def _process(self) -> None:
+        while self.state in (State.IDLE, State.BODY):
+            try:
+                event = self.h11.next_event()
+            except h11.RemoteProtocolError as exc:
+                self._refuse(exc.error_status_hint)
+                return
+            if event is h11.NEED_DATA or event is h11.PAUSED:
+                return
+            if isinstance(event, h11.Request):
+                try:
+                    check_request_framing(event.headers, self.limits.max_headers)
+                except RequestRefused as exc:
+                    self._refuse(exc.status)
+                    return
+                self.request = event
+                self.body = bytearray()
+                self.state = State.BODY
+                self._arm(self.limits.body_timeout, self._on_header_timeout)
+                if self.h11.they_are_waiting_for_100_continue:
+                    self._write(
+                        self.h11.send(h11.InformationalResponse(status_code=100, headers=[]))
+                    )
+            elif isinstance(event, h11.Data):
+                self.body += event.data
+                if len(self.body) > self.limits.max_body_bytes:
+                    self._refuse(413)
+                    return
+                self._arm(self.limits.body_timeout, self._on_header_timeout)
+            elif isinstance(event, h11.EndOfMessage):
+                self._start_request()
+                return
+            elif isinstance(event, h11.ConnectionClosed):
+                self._close()
+                return
+
+    def _start_request(self) -> None:
+        assert self.transport is not None and self.request is not None
+        self._disarm()
+        self.state = State.BUSY
+        self.transport.pause_reading()
+        self.response_started = False
+        port = self.server.current  # the table this request runs on, start to end
+        self.task = asyncio.get_running_loop().create_task(
+            self._run(port, self.request, bytes(self.body))
+        )
+
+    async def _run(self, port: PortState, request: h11.Request, body: bytes) -> None:
+        try:
+            await serve(self, port, request, body)
+        except asyncio.CancelledError:
+            return
+        except Exception:
+            if not self.response_started:
+                await self.simple(500)
+            else:
+                self.abort()
+            self.server.log_error(f"request failed on {self.server.address}:{self.server.port}")
+            return
+        self._next_cycle()
+
+    def _next_cycle(self) -> None:
+        if self.state is not State.BUSY:
+            return
+        if (
+            self.h11.our_state is h11.MUST_CLOSE
+            or self.h11.their_state is h11.MUST_CLOSE
+            or self.server.draining
+        ):
+            self._close()
+            return
+        if self.h11.our_state is not h11.DONE or self.h11.their_state is not h11.DONE:
+            self._close()
+            return
+        self.h11.start_next_cycle()
+        self.state = State.IDLE
+        self.request = None
+        self.body = bytearray()
+        self.seen_bytes = False
+        self._arm(self.limits.keepalive_timeout, self._on_idle_timeout)
+        assert self.transport is not None
+        self.transport.resume_reading()
+        self._process()  # a pipelined request may be waiting in h11's buffer
+
+    # --- answering (used by proxy.serve) ---
+
+    def start_response(
+        self, status: int, headers: list[tuple[bytes, bytes]], reason: bytes = b""
+    ) -> None:
+        if self.server.draining:
+            headers = [*headers, (b"connection", b"close")]
+        self.response_started = True
+        self._write(
+            self.h11.send(
+                h11.Response(
+                    status_code=status, headers=headers, reason=reason or REASONS.get(status, b"")
+                )
+            )
+        )
+
+    def send_data(self, data: bytes) -> None:
+        if data:
+            self._write(self.h11.send(h11.Data(data=data)))
+
+    def end_response(self) -> None:
+        self._write(self.h11.send(h11.EndOfMessage()))
+
+    async def simple(self, status: int, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        """A complete response of the gateway's own, with an empty body."""
+        hs = [*(headers or []), (b"content-length", b"0")]
+        try:
+            self.start_response(status, hs)
+            self.end_response()
+        except h11.LocalProtocolError:
+            self.abort()
+
+    async def drain(self) -> None:
+        if not self.write_paused or self.state is State.CLOSED:
+            return
+        loop = asyncio.get_running_loop()
+        if self.drain_waiter is None or self.drain_waiter.done():
+            self.drain_waiter = loop.create_future()
+        await self.drain_waiter
+
+    def _release_drain(self) -> None:
+        w = self.drain_waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+        self.state = State.CLOSED
+
+    async def switch_protocols(
+        self, backend: UpstreamConnection, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        """Relay a 101 and then bytes both ways (WebSocket), until either side closes."""
+        assert self.transport is not None and backend.transport is not None
+        self.response_started = True
+        self._write(
+            self.h11.send(
+                h11.InformationalResponse(
+                    status_code=101, headers=headers, reason=b"Switching Protocols"
+                )
+            )
+        )
+        self._disarm()
+        self.state = State.TUNNEL
+        leftover_client = self.h11.trailing_data[0]
+        leftover_backend = backend.h11.trailing_data[0]
+        self.tunnel = Tunnel(self.transport, backend, self)
+        backend.tunnel = self.tunnel
+        if leftover_backend:
+            self.transport.write(leftover_backend)
+        if leftover_client:
+            backend.transport.write(leftover_client)
+        self.transport.resume_reading()
+        await self.tunnel.done
+
+    # --- timers and closing ---
+
+    def _arm(self, delay: float, callback: Any) -> None:
+        self._disarm()
+        self.timer = asyncio.get_running_loop().call_later(delay, callback)
+
+    def _disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _on_header_timeout(self) -> None:
+        """RFC 9110, 15.5.9: "408 (Request Timeout) ... the server did not receive a complete
+        request message within the time that it was prepared to wait"."""
+        if self.state in (State.IDLE, State.BODY):
+            self._refuse(408)
+
+    def _on_idle_timeout(self) -> None:
+        if self.state is State.IDLE and not self.seen_bytes:
+            self._close()
+
+    def _refuse(self, status: int) -> None:
+        """Answer a malformed or over-limit request with `status` and close the connection."""
+        self.state = State.BUSY
+        self._disarm()
+        try:
+            if self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                self._write(
+                    self.h11.send(
+                        h11.Response(
+                            status_code=status,
+                            headers=[(b"content-length", b"0"), (b"connection", b"close")],
+                            reason=REASONS.get(status, b""),
+                        )
+                    )
+                )
+                self._write(self.h11.send(h11.EndOfMessage()))
+        except h11.LocalProtocolError:
+            pass
+        self._close()
+
+    def _write(self, data: bytes | None) -> None:
+        if data and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def _close(self) -> None:
+        self._disarm()
+        if self.transport is not None and self.state is not State.TUNNEL:
+            self.transport.close()
+        self.state = State.CLOSED
+
+    def close_if_idle(self) -> None:
+        if self.state is State.IDLE:
+            self._close()
+
+
+class PortServer:
+    """One HTTPPort in this worker: its socket, its current state, its connections."""
+
+    def __init__(
+        self,
+        address: str,
+        port: int,
+        tls: bool,
+        state: PortState,
+        limits: Limits,
+        ssl_context: ssl.SSLContext | None,
+    ) -> None:
+        self.address = address
+        self.port = port
+        self.tls = tls
+        self.current = state
+        self.limits = limits
+        self.ssl_context = ssl_context
+        self.connections: set[ClientConnection] = set()
+        self.server: asyncio.base_events.Server | None = None
+        self.draining = False
+        self.errors: list[str] = []
+
+    async def start(self) -> None:
+        """Bind with SO_REUSEPORT (every worker binds the same address) and listen."""
+        family = socket.AF_INET6 if ":" in self.address else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6 and self.address == "::":
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            sock.bind((self.address, self.port))
+            sock.listen(1024)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(
+            lambda: ClientConnection(self), sock=sock, ssl=self.ssl_context, backlog=1024
+        )
+
+    def swap(self, state: PortState) -> None:
+        self.current = state
+
+    async def drain(self, timeout: float) -> None:
+        self.draining = True
+        if self.server is not None:
+            self.server.close()
+        for c in list(self.connections):
+            c.close_if_idle()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.connections and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+            for c in list(self.connections):
+                c.close_if_idle()
+        for c in list(self.connections):
+            c.abort()
+        self.connections.clear()
+
+    def log_error(self, message: str) -> None:
+        self.errors.append(message)
+        del self.errors[:-20]

@@ -1,0 +1,153 @@
+"""`python -m l7.worker LIMITS_JSON`: one L7 worker process on uvloop.
+
+Reads NodeConfigs from stdin (control.py frames), applies each as a whole and
+answers on the original stdout (anything printed goes to stderr instead):
+
+- every HTTPPort is compiled first; if any fails, the worker answers ok=false
+  and keeps serving the previous configuration untouched;
+- ports are then diffed: a kept port swaps its state in one assignment, a new
+  port is bound (SO_REUSEPORT, shared with the other workers), a removed port
+  stops accepting and drains in the background. A port that fails to bind is
+  reported in "ports" and tried again with the next configuration; the other
+  ports are served regardless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import ssl
+import sys
+from typing import Any
+
+import uvloop
+
+from agent.nodeconfig import HTTPListener, NodeConfig
+from l7 import control
+from l7.limits import Limits, install_h11_hardening
+from l7.proxy import PortState, bind_port_state
+from l7.router import PortTable, compile_port
+from l7.server import PortServer
+from l7.tls import ServerContexts, listening_context
+from l7.upstream import Upstreams
+
+PortKey = tuple[str, int]
+
+
+class Worker:
+    def __init__(self, limits: Limits, out_fd: int) -> None:
+        self.limits = limits
+        self.out_fd = out_fd
+        self.servers: dict[PortKey, PortServer] = {}
+        self.upstreams = Upstreams(limits)
+        self.contexts = ServerContexts()
+        self.draining: set[asyncio.Task[None]] = set()
+        self.stopped = asyncio.Event()
+
+    def _send(self, message: dict[str, Any]) -> None:
+        control.write_frame(self.out_fd, message)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=control.MAX_FRAME)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        self._send({"op": "ready", "pid": os.getpid()})
+        while True:
+            try:
+                head = await reader.readexactly(control.HEADER.size)
+                (size,) = control.HEADER.unpack(head)
+                message = control.decode(await reader.readexactly(size))
+            except asyncio.IncompleteReadError:
+                await self.stop(self.limits.drain_timeout)  # the engine went away
+                return
+            op = message.get("op")
+            if op == "apply":
+                self._send(await self.apply(message))
+            elif op == "stop":
+                await self.stop(float(message.get("drain", self.limits.drain_timeout)))
+                self._send({"op": "stopped"})
+                return
+
+    async def apply(self, message: dict[str, Any]) -> dict[str, Any]:
+        generation = int(message["generation"])
+        try:
+            config = NodeConfig.model_validate(message["config"])
+            tables = {(p.address, p.port): compile_port(p) for p in config.http}
+            listeners: list[HTTPListener] = [li for p in config.http for li in p.listeners]
+            states = {key: bind_port_state(t, self.upstreams) for key, t in tables.items()}
+        except Exception as exc:
+            return {
+                "op": "applied",
+                "generation": generation,
+                "ok": False,
+                "error": f"{type(exc).__name__}: {exc}",
+                "ports": {},
+            }
+        errors: dict[str, str] = {}
+        for key, state in states.items():
+            table = tables[key]
+            srv = self.servers.get(key)
+            if srv is not None and srv.tls == table.port.tls:
+                srv.swap(state)
+                continue
+            if srv is not None:
+                self._drain(self.servers.pop(key))
+            try:
+                self.servers[key] = await self._open(table, state)
+            except OSError as exc:
+                errors[f"{key[0]}:{key[1]}"] = str(exc)
+        for key in list(self.servers):
+            if key not in states:
+                self._drain(self.servers.pop(key))
+        self.contexts.retain(listeners)
+        used = {id(s) for st in states.values() for s in st.states.values()}
+        self.upstreams.retain(used)
+        return {"op": "applied", "generation": generation, "ok": True, "error": "", "ports": errors}
+
+    async def _open(self, table: PortTable, state: PortState) -> PortServer:
+        holder: dict[str, PortServer] = {}
+        ctx: ssl.SSLContext | None = None
+        if table.port.tls:
+
+            def pick(sni: str) -> ssl.SSLContext | None:
+                current = holder["server"].current.table
+                lt = current.listener_for(sni) if sni else None
+                if lt is None or not lt.listener.certificates:
+                    lt = next((x for x in current.listeners if x.listener.certificates), None)
+                if lt is None:
+                    return None
+                return self.contexts.choose(lt.listener, sni)
+
+            ctx = listening_context(pick)
+        srv = PortServer(
+            table.port.address, table.port.port, table.port.tls, state, self.limits, ctx
+        )
+        holder["server"] = srv
+        await srv.start()
+        return srv
+
+    def _drain(self, srv: PortServer) -> None:
+        task = asyncio.get_running_loop().create_task(srv.drain(self.limits.drain_timeout))
+        self.draining.add(task)
+        task.add_done_callback(self.draining.discard)
+
+    async def stop(self, drain: float) -> None:
+        servers = list(self.servers.values())
+        self.servers.clear()
+        await asyncio.gather(
+            *(s.drain(drain) for s in servers), *self.draining, return_exceptions=True
+        )
+
+
+def main(argv: list[str]) -> None:
+    limits = Limits(**json.loads(argv[1])) if len(argv) > 1 else Limits()
+    # The control channel keeps the real stdout; stray prints go to stderr.
+    out_fd = os.dup(1)
+    os.dup2(2, 1)
+    install_h11_hardening()
+    uvloop.run(Worker(limits, out_fd).run())
+
+
+if __name__ == "__main__":
+    main(sys.argv)
