@@ -11,10 +11,10 @@ bpf.netlink imports pyroute2.
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 import subprocess
 
+from agent.node import ip_addresses
 from agent.nodeconfig import NodeConfig
 
 log = logging.getLogger(__name__)
@@ -53,16 +53,9 @@ class AddressManager:
 
     def _addresses(self) -> tuple[set[str], set[str]]:
         """(every local address in this namespace, the ones this agent added)."""
-        out = subprocess.run(
-            ["ip", "-json", "address", "show"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout
         local: set[str] = set()
         ours: set[str] = set()
-        for link in json.loads(out):
+        for link in ip_addresses():
             for a in link.get("addr_info", []):
                 local.add(a["local"])
                 if link.get("ifname") == self.interface and a.get("label") == self._label():

@@ -8,6 +8,7 @@ import logging
 import os
 import socket
 import subprocess
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -16,17 +17,20 @@ def node_name() -> str:
     return os.environ.get("NODE_NAME") or socket.gethostname()
 
 
+def ip_addresses() -> list[dict[str, Any]]:
+    """Every address of this network namespace, as `ip -json address show` lists them per link:
+    [{"ifname": ..., "addr_info": [{"local": ..., "label": ...}, ...]}, ...]."""
+    out = subprocess.run(
+        ["ip", "-json", "address", "show"], capture_output=True, text=True, timeout=5, check=True
+    ).stdout
+    links: list[dict[str, Any]] = json.loads(out)
+    return links
+
+
 def node_addresses() -> tuple[str, ...]:
-    """Global unicast addresses of this network namespace, IPv4 first (from `ip -json addr`)."""
+    """Global unicast addresses of this network namespace, IPv4 first."""
     try:
-        out = subprocess.run(
-            ["ip", "-json", "address", "show"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout
-        links = json.loads(out)
+        links = ip_addresses()
     except (OSError, subprocess.SubprocessError, json.JSONDecodeError) as e:
         log.warning("cannot list the node's addresses (%s); Gateways need an address pool", e)
         return ()

@@ -83,6 +83,11 @@ class Condition:
         }
 
 
+RESOLVED = Condition(
+    ConditionType.RESOLVED_REFS, True, Reason.RESOLVED_REFS, "all references resolved"
+)
+
+
 def conditions_to_k8s(conditions: list[Condition], generation: int) -> list[dict[str, Any]]:
     """Conditions in wire form, one per type (the first given wins), in the order given."""
     seen: set[ConditionType] = set()

@@ -24,7 +24,7 @@ from agent.model import BackendTLSPolicy, XBackendTrafficPolicy
 from agent.model.routes import parse_duration
 from agent.nodeconfig import Backend, BackendTLS, Ref, RetryBudget
 from agent.translate.certs import RefProblem, resolve_ca_ref
-from agent.translate.conditions import Condition, ConditionType, Reason, conditions_to_k8s
+from agent.translate.conditions import RESOLVED, Condition, ConditionType, Reason, conditions_to_k8s
 from agent.translate.context import Context
 from agent.translate.listeners import created_order
 
@@ -229,11 +229,7 @@ def policy_statuses(
         conditions.append(
             Condition(ConditionType.ACCEPTED, True, Reason.ACCEPTED, "policy accepted")
         )
-        conditions.append(
-            Condition(
-                ConditionType.RESOLVED_REFS, True, Reason.RESOLVED_REFS, "all references resolved"
-            )
-        )
+        conditions.append(RESOLVED)
         wire = conditions_to_k8s(conditions, p.generation)
         ancestors = [
             {

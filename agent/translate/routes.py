@@ -22,7 +22,7 @@ from agent.model import GATEWAY_GROUP, GRPCRoute, HTTPRoute, Route, TCPRoute, TL
 from agent.model.routes import ParentReference
 from agent.nodeconfig import Backend
 from agent.translate.backends import BackendProblem, resolve_backend
-from agent.translate.conditions import Condition, ConditionType, Reason, conditions_to_k8s
+from agent.translate.conditions import RESOLVED, Condition, ConditionType, Reason, conditions_to_k8s
 from agent.translate.context import Context
 from agent.translate.hostnames import route_hostnames
 from agent.translate.http import BackendDecorator, CompiledRoute, compile_http_route
@@ -136,14 +136,7 @@ def _evaluate_route(
             result.gateways.add((gw_state.obj.namespace, gw_state.obj.name))
         conditions = [accepted]
         if problem is None:
-            conditions.append(
-                Condition(
-                    ConditionType.RESOLVED_REFS,
-                    True,
-                    Reason.RESOLVED_REFS,
-                    "all references resolved",
-                )
-            )
+            conditions.append(RESOLVED)
         else:
             conditions.append(
                 Condition(ConditionType.RESOLVED_REFS, False, problem.reason, problem.message)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent.model import GatewayClass
-from agent.translate.conditions import Condition, ConditionType, Reason, conditions_to_k8s
+from agent.translate.conditions import RESOLVED, Condition, ConditionType, Reason, conditions_to_k8s
 from agent.translate.listeners import GatewayState, ListenerSetState, ListenerState
 
 SUPPORTED_VERSION = "v1.6"
@@ -81,12 +81,7 @@ def listener_status(item: ListenerState, generation: int) -> dict[str, Any]:
         conditions.append(
             Condition(ConditionType.CONFLICTED, False, Reason.NO_CONFLICTS, "no conflicts")
         )
-    conditions.append(
-        item.resolved
-        or Condition(
-            ConditionType.RESOLVED_REFS, True, Reason.RESOLVED_REFS, "all references resolved"
-        )
-    )
+    conditions.append(item.resolved or RESOLVED)
     conditions.append(
         Condition(ConditionType.PROGRAMMED, True, Reason.PROGRAMMED, "listener programmed")
     )
@@ -148,14 +143,7 @@ def gateway_status(state: GatewayState) -> dict[str, Any]:
             p = state.client_certificate_problem
             conditions.append(Condition(ConditionType.RESOLVED_REFS, False, p.reason, p.message))
         else:
-            conditions.append(
-                Condition(
-                    ConditionType.RESOLVED_REFS,
-                    True,
-                    Reason.RESOLVED_REFS,
-                    "all references resolved",
-                )
-            )
+            conditions.append(RESOLVED)
     if state.insecure_frontend:
         conditions.append(
             Condition(

@@ -33,10 +33,11 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import yaml
 
+from agent.model import ObjectKey
 from lab.conformance.status_checks import Address, StatusExpectation
 
 ENV_DIR = "NODEGATE_CONFORMANCE_DIR"
@@ -49,29 +50,8 @@ INVALID_ADDRESS_TYPE = "test/fake-invalid-type"
 CLUSTER_ONLY_KINDS = frozenset({("apps", "Deployment"), ("", "Pod")})
 
 
-class Ref(NamedTuple):
-    """Identity of an object in a world (as agent.model.ObjectKey: group without version)."""
-
-    group: str
-    kind: str
-    namespace: str
-    name: str
-
-    @classmethod
-    def of(cls, obj: Mapping[str, Any]) -> Ref:
-        api_version = str(obj.get("apiVersion") or "")
-        group = api_version.rpartition("/")[0] if "/" in api_version else ""
-        meta = obj.get("metadata") or {}
-        return cls(
-            group,
-            str(obj.get("kind") or ""),
-            str(meta.get("namespace") or ""),
-            str(meta.get("name") or ""),
-        )
-
-    def __str__(self) -> str:
-        where = f"{self.namespace}/{self.name}" if self.namespace else self.name
-        return f"{self.kind} {where}"
+# Identity of an object in a world: the agent's own key (group without version).
+Ref = ObjectKey
 
 
 @dataclass(frozen=True)
