@@ -34,6 +34,7 @@ import h11
 
 from l7.limits import Limits, RequestRefused, check_request_framing
 from l7.proxy import PortState, serve
+from l7.tls import client_certificate_missing, require_client_certificates
 from l7.upstream import UpstreamConnection
 from l7.websocket import Tunnel
 
@@ -92,7 +93,11 @@ class ClientConnection(asyncio.Protocol):
         self.client_ip = peer[0] if peer else ""
         sslobj = transport.get_extra_info("ssl_object")
         if sslobj is not None:
-            self.sni = getattr(sslobj, "server_name", None) or None
+            self.sni = getattr(sslobj, "nodegate_sni", None) or None
+            lt = self.server.current.table.listener_for((self.sni or "").lower())
+            if lt is not None and client_certificate_missing(lt.listener, sslobj):
+                self.transport.abort()
+                return
         self.server.connections.add(self)
         self._arm(self.limits.header_timeout, self._on_header_timeout)
 
@@ -373,6 +378,7 @@ class PortServer:
         self.current = state
         self.limits = limits
         self.ssl_context = ssl_context
+        self.swap(state)
         self.connections: set[ClientConnection] = set()
         self.server: asyncio.base_events.Server | None = None
         self.draining = False
@@ -400,6 +406,10 @@ class PortServer:
 
     def swap(self, state: PortState) -> None:
         self.current = state
+        if self.ssl_context is not None:
+            require_client_certificates(
+                self.ssl_context, [lt.listener for lt in state.table.listeners]
+            )
 
     async def drain(self, timeout: float) -> None:
         self.draining = True

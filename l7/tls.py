@@ -114,6 +114,9 @@ def listening_context(
     base.set_alpn_protocols(["http/1.1"])
 
     def on_sni(sslobj: ssl.SSLObject, server_name: str | None, _ctx: ssl.SSLContext) -> Any:
+        # The server side of an SSLObject does not expose the SNI name: keep it for the
+        # connection (server.py reads it), which needs it to detect misdirected requests.
+        sslobj.nodegate_sni = server_name  # type: ignore[attr-defined]
         chosen = pick((server_name or "").lower())
         if chosen is None:
             return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
@@ -122,6 +125,28 @@ def listening_context(
 
     base.sni_callback = on_sni
     return base
+
+
+def require_client_certificates(base: ssl.SSLContext, listeners: list[HTTPListener]) -> None:
+    """Ask clients for a certificate on a port where some listener validates them.
+
+    OpenSSL takes an SSL object's verify mode from the context it was created with, not
+    from the one the SNI callback switches to; the listening context therefore asks
+    (CERT_OPTIONAL) whenever any listener of the port validates, the chosen context's CA
+    store verifies what is presented, and the connection enforces AllowValidOnly
+    (`client_certificate_missing`).
+    """
+    wanted = any(li.client_validation is not None for li in listeners)
+    base.verify_mode = ssl.CERT_OPTIONAL if wanted else ssl.CERT_NONE
+
+
+def client_certificate_missing(listener: HTTPListener, sslobj: Any) -> bool:
+    """AllowValidOnly: "the gateway MUST reject the connection if the client certificate is
+    missing or invalid" (an invalid one already failed the handshake)."""
+    v = listener.client_validation
+    if v is None or v.mode != "AllowValidOnly":
+        return False
+    return not (sslobj is not None and sslobj.getpeercert())
 
 
 class BackendContexts:

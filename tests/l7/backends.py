@@ -64,14 +64,17 @@ class EchoBackend:
         return self
 
     def stop(self) -> None:
-        def close() -> None:
+        async def shutdown() -> None:
             self._server.close()
-            for t in asyncio.all_tasks(self._loop):
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
                 t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             self._loop.stop()
 
-        self._loop.call_soon_threadsafe(close)
+        asyncio.run_coroutine_threadsafe(shutdown(), self._loop)
         self._thread.join(10)
+        self._loop.close()
 
     def requests_to(self, path_prefix: str) -> list[Seen]:
         return [s for s in list(self.log) if s.path.startswith(path_prefix)]
@@ -80,7 +83,7 @@ class EchoBackend:
         self.connections += 1
         conn = h11.Connection(h11.SERVER)
         sslobj = writer.get_extra_info("ssl_object")
-        sni = sslobj.server_name if sslobj is not None else None
+        sni = getattr(sslobj, "sni", None)
         peer_cert = sslobj.getpeercert(binary_form=True) if sslobj is not None else None
         try:
             while True:

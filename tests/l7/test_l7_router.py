@@ -16,7 +16,7 @@ from l7.router import (
     hostname_matches,
     prefix_matches,
 )
-from tests.l7.conftest import http_port, listener, match, rule, vhost
+from tests.l7.support import http_port, listener, match, rule, vhost
 
 
 def head(
