@@ -86,6 +86,9 @@ class Reconciler:
     interval: float = 0.5
     retry_after: float = 5.0
     on_status: Callable[[Mapping[ObjectKey, dict[str, Any]]], None] | None = None
+    # Called once every datapath has applied the NodeConfig of a translation, with the
+    # generation in force and that translation's statuses (cluster mode reports them).
+    on_applied: Callable[[int, Mapping[ObjectKey, dict[str, Any]]], None] | None = None
     generation: int = 0
     applied: dict[str, int] = field(default_factory=dict)  # datapath -> generation in force
     last: TranslateResult | None = None
@@ -121,7 +124,12 @@ class Reconciler:
                 self.generation,
                 1000 * (time.monotonic() - started),
             )
-        return self._apply()
+        applied = self._apply()
+        if self.on_applied is not None and all(
+            self.applied.get(d.name) == self.generation for d in self.datapaths
+        ):
+            self.on_applied(self.generation, result.statuses)
+        return applied
 
     def _apply(self) -> bool:
         assert self._config is not None
