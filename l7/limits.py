@@ -70,18 +70,30 @@ def install_h11_hardening() -> None:
     _h11_readers._obsolete_line_fold = _reject_obs_fold  # type: ignore[assignment]
 
 
-def check_request_framing(headers: Iterable[tuple[bytes, bytes]], max_headers: int) -> None:
-    """Refuse Content-Length with Transfer-Encoding (400) and too many fields (431)."""
+def check_request_framing(
+    target: bytes, headers: Iterable[tuple[bytes, bytes]], limits: Limits
+) -> None:
+    """Refuse Content-Length with Transfer-Encoding (400), too many or too large fields (431)
+    and a declared body over the limit (413, before any of it is read)."""
     count = 0
-    has_cl = has_te = False
-    for name, _ in headers:
+    length = -1
+    has_te = False
+    # h11 bounds a head that arrives in pieces (max_incomplete_event_size); one that
+    # arrives whole is measured here, as the request line and field lines it was.
+    size = len(target) + 14
+    for name, value in headers:
         count += 1
+        size += len(name) + len(value) + 4
         if name == b"content-length":
-            has_cl = True
+            length = int(value)  # h11 has checked it is digits, and one value
         elif name == b"transfer-encoding":
             has_te = True
-    if has_cl and has_te:
+    if length >= 0 and has_te:
         raise RequestRefused(400, "both Content-Length and Transfer-Encoding")
-    if count > max_headers:
+    if count > limits.max_headers:
         # RFC 6585, 5: "431 (Request Header Fields Too Large)".
-        raise RequestRefused(431, f"more than {max_headers} header fields")
+        raise RequestRefused(431, f"more than {limits.max_headers} header fields")
+    if size > limits.max_header_bytes:
+        raise RequestRefused(431, f"a request head of more than {limits.max_header_bytes} bytes")
+    if length > limits.max_body_bytes:
+        raise RequestRefused(413, f"a body of {length} bytes")

@@ -88,7 +88,8 @@ class ClientConnection(asyncio.Protocol):
     # --- asyncio.Protocol ---
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
+        self.transport = t = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.client_ip = peer[0] if peer else ""
         sslobj = transport.get_extra_info("ssl_object")
@@ -96,7 +97,7 @@ class ClientConnection(asyncio.Protocol):
             self.sni = getattr(sslobj, "nodegate_sni", None) or None
             lt = self.server.current.table.listener_for((self.sni or "").lower())
             if lt is not None and client_certificate_missing(lt.listener, sslobj):
-                self.transport.abort()
+                t.abort()  # type: ignore[attr-defined]
                 return
         self.server.connections.add(self)
         self._arm(self.limits.header_timeout, self._on_header_timeout)
@@ -155,7 +156,7 @@ class ClientConnection(asyncio.Protocol):
                 return
             if isinstance(event, h11.Request):
                 try:
-                    check_request_framing(event.headers, self.limits.max_headers)
+                    check_request_framing(event.target, event.headers, self.limits)
                 except RequestRefused as exc:
                     self._refuse(exc.status)
                     return

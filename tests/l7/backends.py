@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl
 
 import h11
 
-WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC11B85"
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
 @dataclass
