@@ -1,0 +1,110 @@
+/* nodegate.c: the L4 datapath's entries. Thin by design: parsing, the
+ * decision and the rewrites live in lib/ (one header per role); these only
+ * wire them to their hook. bpf/compile.py inlines the lib/ headers (bcc
+ * rewrites map calls in the main file only) with #line markers, so errors
+ * point here and into lib/.
+ *
+ *   ng_xdp   XDP (native or generic) on every served interface
+ *   ng_tc    tc clsact ingress, direct action: the whole datapath, and in
+ *            XDP mode the finisher for what XDP passes (unresolved next hop)
+ *   ng_pass  XDP_PASS only: for veth peers that must take XDP_REDIRECTed
+ *            frames (the lab and the bench; never attached by the agent) */
+#include <uapi/linux/bpf.h>
+#include <uapi/linux/pkt_cls.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <linux/socket.h>
+
+#include "lib/consts.h"
+#include "lib/structs.h"
+#include "lib/maps.h"
+#include "lib/parse.h"
+#include "lib/csum.h"
+#include "lib/hash.h"
+#include "lib/stats.h"
+#include "lib/maglev.h"
+#include "lib/conntrack.h"
+#include "lib/lb4.h"
+#include "lib/reset.h"
+#include "lib/xdp.h"
+#include "lib/tc.h"
+
+int ng_xdp(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct pkt p = {};
+	p.ifindex = ctx->ingress_ifindex;
+	int rc = parse_ipv4(data, data_end, (u32)(data_end - data), &p);
+	if (rc == NG_PASS)
+		return XDP_PASS;
+	if (rc == NG_DROP) {
+		stats_drop(NG_STATS_GLOBAL, NG_DROP_MALFORMED);
+		return XDP_DROP;
+	}
+	struct verdict v = {};
+	lb4_decide(ctx, data, data_end, &p, p.tot_len, &v);
+	switch (v.action) {
+	case NG_FWD:
+		if (xdp_rewrite(ctx, &p, &v.nat))
+			return XDP_DROP;
+		stats_packet(v.slot, v.reply, p.len);
+		return bpf_redirect(v.nat.ifindex, 0);
+	case NG_DROP:
+		stats_drop(v.slot, v.reason);
+		return XDP_DROP;
+	case NG_RESET:
+		stats_drop(v.slot, v.reason);
+		return xdp_reset(ctx, &p);
+	default: /* NG_PASS; NG_NEIGH: tc resolves the next hop */
+		return XDP_PASS;
+	}
+}
+
+int ng_tc(struct __sk_buff *skb)
+{
+	if ((long)skb->data + NG_L4_OFF + 20 > (long)skb->data_end)
+		bpf_skb_pull_data(skb, skb->len < NG_L4_OFF + 20 ? skb->len : NG_L4_OFF + 20);
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct pkt p = {};
+	p.ifindex = skb->ifindex;
+	int rc = parse_ipv4(data, data_end, skb->len, &p);
+	if (rc == NG_PASS)
+		return TC_ACT_OK;
+	if (rc == NG_DROP) {
+		stats_drop(NG_STATS_GLOBAL, NG_DROP_MALFORMED);
+		return TC_ACT_SHOT;
+	}
+	struct verdict v = {};
+	lb4_decide(skb, data, data_end, &p, 0, &v);
+	u32 segs = skb->gso_segs > 1 ? skb->gso_segs : 1;
+	switch (v.action) {
+	case NG_FWD:
+	case NG_NEIGH:
+		if (tc_rewrite(skb, &p, &v.nat, v.action == NG_FWD))
+			return TC_ACT_SHOT;
+		stats_packet(v.slot, v.reply, p.len);
+		if (segs > 1)
+			stats_packet_segs(v.slot, v.reply, segs - 1);
+		if (v.action == NG_FWD)
+			return bpf_redirect(v.nat.ifindex, 0);
+		return ng_redirect_neigh(v.nat.ifindex, NULL, 0, 0);
+	case NG_DROP:
+		stats_drop(v.slot, v.reason);
+		return TC_ACT_SHOT;
+	case NG_RESET:
+		stats_drop(v.slot, v.reason);
+		return tc_reset(skb, &p);
+	default:
+		return TC_ACT_OK;
+	}
+}
+
+int ng_pass(struct xdp_md *ctx)
+{
+	return XDP_PASS;
+}
