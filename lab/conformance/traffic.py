@@ -71,8 +71,11 @@ class Timeouts:
 class TrafficContext(Protocol):
     """What the checks need from the runner."""
 
-    pool: NetnsPool
-    timeouts: Timeouts
+    @property
+    def pool(self) -> NetnsPool: ...
+
+    @property
+    def timeouts(self) -> Timeouts: ...
 
     def gateway_address(self, gateway: str) -> str | None: ...
 

@@ -164,7 +164,7 @@ def _deployment(
     }
 
 
-DOWNWARD = [
+DOWNWARD: list[dict[str, Any]] = [
     {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
     {"name": "NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
 ]
