@@ -224,6 +224,9 @@ class Runner:
             "--gateway-interface", self.lab.gateway.client_link.name,
             "--status-file", str(self.status.path),
             "--interval", "0.2", "--debounce", "0.1",
+            # The node's own addresses, given: discovery would also count Gateway addresses.
+            "--node-address", str(self.lab.gateway.address),
+            "--node-address", str(self.lab.gateway.backend_address),
             *self.options.agent_args,
             *shlex.split(os.environ.get(ENV_AGENT_ARGS, "")),
         ]  # fmt: skip
