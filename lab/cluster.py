@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import copy
 import os
 import re
 import subprocess
@@ -47,7 +46,7 @@ from typing import Any
 import yaml
 
 from lab.echo.podname import pod_names
-from lab.netns import Host, Lab
+from lab.netns import Host, Lab, LabError
 
 ECHO_IMAGE = "registry.k8s.io/gateway-api/echo-basic"
 COREDNS_IMAGE = "registry.k8s.io/coredns/coredns"
@@ -450,10 +449,10 @@ class Cluster:
         )
 
     def _take_host(self) -> Host:
-        with self._lock:
+        with self._lock:  # the Lab is not thread-safe: hosts are added one at a time
             if self._free_hosts:
                 return self._free_hosts.pop()
-        return self.lab.add_host()
+            return self.lab.add_host()
 
     def _start_deployment(self, ref: Ref, objects: Mapping[Ref, Mapping[str, Any]]) -> list[Pod]:
         where = f"{ref[2]}/{ref[3]}"
@@ -583,7 +582,8 @@ class Cluster:
         host = pod.host
         if host is None:
             return
-        if self.lab._state == "open":
+        with contextlib.suppress(LabError):
+            self.lab.check_open()
             host.stop_processes()
             with self._lock:
                 self._free_hosts.append(host)
@@ -597,7 +597,3 @@ def _corefile_path(pod: Pod, mounts: Mapping[str, Path]) -> Path:
         if conf.startswith(mount_path.rstrip("/") + "/"):
             return local / conf[len(mount_path.rstrip("/")) + 1 :]
     raise ClusterError(f"pod {pod.name}: Corefile {conf} is not in a mounted volume")
-
-
-def copy_object(obj: Mapping[str, Any]) -> dict[str, Any]:
-    return copy.deepcopy(dict(obj))
