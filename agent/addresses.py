@@ -43,9 +43,12 @@ class AddressManager:
             self._added.discard(address)
             log.info("gateway address %s removed from %s", address, self.interface)
 
-    def cleanup(self) -> None:
-        for address in sorted(self._addresses()[1]):
+    def cleanup(self) -> list[str]:
+        """Remove every address this agent added to the interface; returns them."""
+        removed = sorted(self._addresses()[1])
+        for address in removed:
             self._ip("del", address)
+        return removed
 
     def _label(self) -> str:
         # Address labels are limited to 15 characters, like interface names.

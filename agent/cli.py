@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import ipaddress
 import logging
 import signal
@@ -21,10 +22,11 @@ from typing import Any
 
 import yaml
 
+from agent import datapaths as agent_datapaths
 from agent.addresses import AddressManager
 from agent.model import ObjectKey
 from agent.node import node_addresses, node_name
-from agent.reconcile import Datapath, LoggingDatapath, Reconciler
+from agent.reconcile import Reconciler
 from agent.sources.files import FileSource
 from agent.status import documents, now, write_status_file
 from agent.store import Store
@@ -112,6 +114,20 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="write every object's status here as YAML (replaced atomically on each change)",
     )
+    agent_datapaths.add_arguments(run)
+    cleanup = sub.add_parser(
+        "cleanup",
+        help="remove the eBPF programs, pinned maps, reserved ports and addresses nodegate made",
+    )
+    cleanup.add_argument(
+        "--gateway-interface",
+        default="",
+        metavar="IFACE",
+        help="also remove the Gateway addresses nodegate added to IFACE",
+    )
+    cleanup.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
     return p
 
 
@@ -144,14 +160,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         if status_file is not None:
             write_status_file(status_file, store.snapshot(), statuses)
 
-    datapaths: list[Datapath] = []
-    if args.gateway_interface:
-        datapaths.append(AddressManager(args.gateway_interface))
-    datapaths.append(LoggingDatapath())
+    try:
+        datapaths, features = agent_datapaths.start(args)
+    except Exception as e:
+        print(f"nodegate: cannot start the datapaths: {e}", file=sys.stderr)
+        return 2
+    options = dataclasses.replace(_options(args), features=features)
     reconciler = Reconciler(
         source=FileSource(args.config, store, exclude=(status_file,) if status_file else ()),
         store=store,
-        options=_options(args),
+        options=options,
         datapaths=datapaths,
         debounce=args.debounce,
         interval=args.interval,
@@ -166,8 +184,22 @@ def cmd_run(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         await reconciler.run(stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        agent_datapaths.stop(datapaths)
     log.info("stopped")
+    return 0
+
+
+def cmd_cleanup(args: argparse.Namespace) -> int:
+    from bpf.datapath import cleanup
+
+    for item in cleanup():
+        print(f"removed {item}")
+    if args.gateway_interface:
+        for address in AddressManager(args.gateway_interface).cleanup():
+            print(f"removed address {address} from {args.gateway_interface}")
     return 0
 
 
@@ -179,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
+        if args.command == "cleanup":
+            return cmd_cleanup(args)
         return cmd_status(args) if args.command == "status" else cmd_run(args)
     except BrokenPipeError:  # `nodegate status | head`
         sys.stderr.close()

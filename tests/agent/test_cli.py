@@ -114,6 +114,8 @@ def test_run_follows_edits_and_stops_on_sigterm(tmp_path: Path) -> None:
             "0.1",
             "--status-file",
             str(status_file),
+            "--datapaths",
+            "none",
         ],
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
