@@ -6,14 +6,20 @@ Attachments are atomic replacements, so traffic never meets a gap:
   written with "replace" (the kernel swaps the program in one step);
 - XDP: setting a new program fd on a link that has one replaces it
   (no XDP_FLAGS_UPDATE_IF_NOEXIST).
-Everything works in the network namespace the calling thread is in.
+Everything works in the network namespace of the thread that made the
+Netlink object. pyroute2 0.9 runs an asyncio loop inside its synchronous
+API, which fails on a thread that already runs one (the agent's reconcile
+loop calls apply() from its event loop), so every call goes to one private
+worker thread, created here and so born in the same network namespace.
 """
 
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -45,12 +51,20 @@ class XdpState:
     mode: str  # "", "xdp" (native), "xdpgeneric", "xdpoffload", "xdpmulti"
 
 
+T = TypeVar("T")
+
+
 class Netlink:
     def __init__(self) -> None:
-        self._ipr: Any = IPRoute()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nodegate-netlink")
+        self._ipr: Any = self._pool.submit(IPRoute).result()
+
+    def _run(self, fn: Callable[[], T]) -> T:
+        return self._pool.submit(fn).result()
 
     def close(self) -> None:
-        self._ipr.close()
+        self._run(self._ipr.close)
+        self._pool.shutdown()
 
     def __enter__(self) -> Netlink:
         return self
@@ -60,7 +74,7 @@ class Netlink:
 
     # --- links ---------------------------------------------------------------
 
-    def interfaces(self) -> list[Interface]:
+    def _interfaces(self) -> list[Interface]:
         out = []
         for link in self._ipr.get_links():
             info = link.get_attr("IFLA_LINKINFO")
@@ -75,7 +89,7 @@ class Netlink:
             )
         return out
 
-    def index_of(self, name: str) -> int:
+    def _index_of(self, name: str) -> int:
         found = self._ipr.link_lookup(ifname=name)
         if not found:
             raise NetlinkFailure(f"no interface {name!r} in this network namespace")
@@ -83,7 +97,7 @@ class Netlink:
 
     # --- tc --------------------------------------------------------------------
 
-    def attach_tc(self, index: int, fd: int, name: str) -> None:
+    def _attach_tc(self, index: int, fd: int, name: str) -> None:
         try:
             self._ipr.tc("add", "clsact", index)
         except NetlinkError as e:
@@ -105,7 +119,7 @@ class Netlink:
         except NetlinkError as e:
             raise NetlinkFailure(f"tc filter on ifindex {index}: {e}") from e
 
-    def tc_filter(self, index: int) -> tuple[str, int] | None:
+    def _tc_filter(self, index: int) -> tuple[str, int] | None:
         """(name, prog id) of the bpf filter at our priority, if any."""
         try:
             filters = self._ipr.get_filters(index=index, parent=TC_INGRESS)
@@ -122,8 +136,8 @@ class Netlink:
             return name, int(prog_id)
         return None
 
-    def detach_tc(self, index: int) -> bool:
-        if self.tc_filter(index) is None:
+    def _detach_tc(self, index: int) -> bool:
+        if self._tc_filter(index) is None:
             return False
         try:
             self._ipr.tc(
@@ -137,7 +151,7 @@ class Netlink:
 
     # --- XDP -------------------------------------------------------------------
 
-    def attach_xdp(self, index: int, fd: int, generic: bool) -> None:
+    def _attach_xdp(self, index: int, fd: int, generic: bool) -> None:
         flags = XDP_FLAGS_SKB_MODE if generic else XDP_FLAGS_DRV_MODE
         try:
             self._ipr.link(
@@ -149,7 +163,7 @@ class Netlink:
             mode = "generic" if generic else "native"
             raise NetlinkFailure(f"{mode} XDP on ifindex {index}: {e}") from e
 
-    def xdp_state(self, index: int) -> XdpState:
+    def _xdp_state(self, index: int) -> XdpState:
         link = self._ipr.get_links(index)[0]
         xdp = link.get_attr("IFLA_XDP")
         if xdp is None:
@@ -157,8 +171,8 @@ class Netlink:
         mode = xdp.get_attr("IFLA_XDP_ATTACHED") or ""
         return XdpState(int(xdp.get_attr("IFLA_XDP_PROG_ID") or 0), mode)
 
-    def detach_xdp(self, index: int) -> bool:
-        state = self.xdp_state(index)
+    def _detach_xdp(self, index: int) -> bool:
+        state = self._xdp_state(index)
         if not state.prog_id:
             return False
         flags = XDP_FLAGS_SKB_MODE if state.mode == "xdpgeneric" else XDP_FLAGS_DRV_MODE
@@ -174,7 +188,7 @@ class Netlink:
 
     # --- routes ----------------------------------------------------------------
 
-    def route_source(self, dst: str) -> str | None:
+    def _route_source(self, dst: str) -> str | None:
         """The address the node would send from to reach dst (full-NAT source)."""
         try:
             routes = self._ipr.route("get", dst=dst)
@@ -185,3 +199,32 @@ class Netlink:
             if src:
                 return str(src)
         return None
+
+    # --- the public calls: each runs on the worker thread ----------------------
+
+    def interfaces(self) -> list[Interface]:
+        return self._run(self._interfaces)
+
+    def index_of(self, name: str) -> int:
+        return self._run(lambda: self._index_of(name))
+
+    def attach_tc(self, index: int, fd: int, name: str) -> None:
+        self._run(lambda: self._attach_tc(index, fd, name))
+
+    def tc_filter(self, index: int) -> tuple[str, int] | None:
+        return self._run(lambda: self._tc_filter(index))
+
+    def detach_tc(self, index: int) -> bool:
+        return self._run(lambda: self._detach_tc(index))
+
+    def attach_xdp(self, index: int, fd: int, generic: bool) -> None:
+        self._run(lambda: self._attach_xdp(index, fd, generic))
+
+    def xdp_state(self, index: int) -> XdpState:
+        return self._run(lambda: self._xdp_state(index))
+
+    def detach_xdp(self, index: int) -> bool:
+        return self._run(lambda: self._detach_xdp(index))
+
+    def route_source(self, dst: str) -> str | None:
+        return self._run(lambda: self._route_source(dst))

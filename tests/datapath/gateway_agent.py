@@ -16,6 +16,7 @@ SIGKILL leaves programs and pinned maps in place, like the real agent's.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import ctypes
 import dataclasses
 import json
@@ -66,7 +67,12 @@ def main(argv: list[str] | None = None) -> int:
         maglev_size=args.maglev_size,
     )
     dp.start()
-    dp.apply(load(args.config), args.generation)
+
+    async def apply_in_loop(path: str, generation: int) -> None:
+        # As the agent does: apply() is called from a running event loop.
+        dp.apply(load(path), generation)
+
+    asyncio.run(apply_in_loop(args.config, args.generation))
 
     def say(obj: object) -> None:
         print(json.dumps(obj, default=str), flush=True)
@@ -76,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         cmd, *rest = line.split()
         try:
             if cmd == "apply":
-                dp.apply(load(rest[0]), int(rest[1]))
+                asyncio.run(apply_in_loop(rest[0], int(rest[1])))
                 say({"ok": True})
             elif cmd == "counters":
                 say(dataclasses.asdict(dp.counters()) | {"ok": True})
