@@ -435,3 +435,47 @@ def test_secret_volume_base64_is_decoded(tmp_path: Path) -> None:
     assert _volume_files(pod, {("", "Secret", "ns", "k"): secret}) == {"/etc/s": {"crt": b"PEM"}}
     with pytest.raises(ClusterError, match="does not exist"):
         _volume_files(pod, {})
+
+
+@pytest.mark.kernel
+def test_demo_runs_the_quickstart_and_cleans_up() -> None:
+    """`make demo`: every listener is either shown answering from its backends or named as
+    not served by this build; nodegate status is summarised; the lab is gone afterwards."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    from lab import netns
+
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-m", "lab.demo"],
+        cwd=repo,
+        env={**os.environ, "KEEP": ""},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    sections = {m.group(1): m.start() for m in re.finditer(r"^(HTTP|TCP|UDP) listener", out, re.M)}
+    assert set(sections) == {"HTTP", "TCP", "UDP"}, out
+    for proto, path, backends in (
+        ("HTTP", "proxy", ("echo-v1", "echo-v2")),
+        ("TCP", "kernel", ("tcp-echo",)),
+        ("UDP", "kernel", ("udp-echo",)),
+    ):
+        start = sections[proto]
+        ends = [i for i in (*sections.values(), out.find("\n\n", start)) if i > start]
+        body = out[start : min(ends)]
+        if "not served by this build yet" in body:
+            continue
+        answered = re.findall(r"-> (\S+) \(\S+\) via (\w+)", body)
+        assert answered and {b for b, _ in answered} <= set(backends), body
+        assert {p for _, p in answered} == {path}, body
+    assert "HTTPRoute quickstart/web: parent demo/http: Accepted=True" in out
+    assert "Cleaned up." in out
+    prefix = re.search(r"lab (ng[0-9a-f]{4}-)", out)
+    assert prefix is not None
+    assert not [n for n in netns.netns_names() if n.startswith(prefix.group(1))]
