@@ -460,11 +460,13 @@ async def _relay(
     client.start_response(response.status_code, headers, response.reason)
     try:
         while True:
+            if not conn.events:
+                client.flush()  # all that is here is sent before waiting for more
+            if client.write_paused:
+                await client.drain()  # back-pressure: the backend socket pauses meanwhile
             event = await conn.next_event()
             if isinstance(event, h11.Data):
                 client.send_data(event.data)
-                if client.write_paused:
-                    await client.drain()
             elif isinstance(event, h11.EndOfMessage):
                 client.end_response()
                 conn.finish()

@@ -38,6 +38,15 @@ from l7.tls import client_certificate_missing, require_client_certificates
 from l7.upstream import UpstreamConnection
 from l7.websocket import Tunnel
 
+FLUSH_AT = 64 * 1024
+
+
+def set_nodelay(transport: asyncio.BaseTransport) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 REASONS = {
     204: b"No Content",
     400: b"Bad Request",
@@ -84,12 +93,14 @@ class ClientConnection(asyncio.Protocol):
         self.drain_waiter: asyncio.Future[None] | None = None
         self.seen_bytes = False
         self.tunnel: Tunnel | None = None
+        self.out = bytearray()
 
     # --- asyncio.Protocol ---
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
         self.transport = t = transport  # type: ignore[assignment]
+        set_nodelay(transport)
         peer = transport.get_extra_info("peername")
         self.client_ip = peer[0] if peer else ""
         sslobj = transport.get_extra_info("ssl_object")
@@ -168,6 +179,7 @@ class ClientConnection(asyncio.Protocol):
                     self._write(
                         self.h11.send(h11.InformationalResponse(status_code=100, headers=[]))
                     )
+                    self.flush()
             elif isinstance(event, h11.Data):
                 self.body += event.data
                 if len(self.body) > self.limits.max_body_bytes:
@@ -248,9 +260,12 @@ class ClientConnection(asyncio.Protocol):
     def send_data(self, data: bytes) -> None:
         if data:
             self._write(self.h11.send(h11.Data(data=data)))
+            if len(self.out) > FLUSH_AT:
+                self.flush()
 
     def end_response(self) -> None:
         self._write(self.h11.send(h11.EndOfMessage()))
+        self.flush()
 
     async def simple(self, status: int, headers: list[tuple[bytes, bytes]] | None = None) -> None:
         """A complete response of the gateway's own, with an empty body."""
@@ -275,6 +290,7 @@ class ClientConnection(asyncio.Protocol):
             w.set_result(None)
 
     def abort(self) -> None:
+        self.out.clear()
         if self.transport is not None:
             self.transport.abort()
         self.state = State.CLOSED
@@ -292,6 +308,7 @@ class ClientConnection(asyncio.Protocol):
                 )
             )
         )
+        self.flush()
         self._disarm()
         self.state = State.TUNNEL
         leftover_client = self.h11.trailing_data[0]
@@ -344,11 +361,19 @@ class ClientConnection(asyncio.Protocol):
                 self._write(self.h11.send(h11.EndOfMessage()))
         except h11.LocalProtocolError:
             pass
+        self.flush()
         self._close()
 
     def _write(self, data: bytes | None) -> None:
-        if data and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
+        """Queue bytes; `flush()` sends what a step produced in one write (one segment for
+        a small response instead of head, body and end each waiting on Nagle)."""
+        if data:
+            self.out += data
+
+    def flush(self) -> None:
+        if self.out and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(bytes(self.out))
+        self.out.clear()
 
     def _close(self) -> None:
         self._disarm()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import enum
+import socket
 import ssl
 import time
 from collections.abc import Sequence
@@ -84,6 +85,9 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel is not None:

@@ -146,7 +146,21 @@ def main(argv: list[str]) -> None:
     out_fd = os.dup(1)
     os.dup2(2, 1)
     install_h11_hardening()
-    uvloop.run(Worker(limits, out_fd).run())
+    profile = os.environ.get("NODEGATE_L7_PROFILE")  # bench/l7 --profile: where to write
+    if not profile:
+        uvloop.run(Worker(limits, out_fd).run())
+        return
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        uvloop.run(Worker(limits, out_fd).run())
+    finally:
+        profiler.disable()
+        with open(profile, "w") as f:
+            pstats.Stats(profiler, stream=f).sort_stats("tottime").print_stats(40)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Benchmarks against peers, side by side (not tests: they measure, they do not judge)."""
