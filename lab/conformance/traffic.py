@@ -50,6 +50,7 @@ from lab.conformance.wire import (
     tcp_send_once,
     tls_dial,
     udp_exchange,
+    websocket_echo,
 )
 from lab.echo.podname import backend_of
 
@@ -787,6 +788,30 @@ def check_tls_rejected(ctx: TrafficContext, entry: Mapping[str, Any]) -> None:
         time.sleep(1.0)
 
 
+def check_websocket(ctx: TrafficContext, entry: Mapping[str, Any]) -> None:
+    """AwaitConvergence like HTTP: the text and the binary frame echoed, 3 times in a row."""
+    req = entry["request"]
+    address, port = _address(ctx, entry), int(req.get("port") or 80)
+    host = req.get("host") or (address if port == 80 else f"{address}:{port}")
+    origin = str(req.get("origin") or "ws://gateway/").replace("<go test name>", "websocket")
+    expected = entry.get("expected") or {}
+    text = str(expected.get("text_frame_echo") or "Websocket Support!").encode()
+    binary = bytes(expected.get("binary_frame_echo") or [1, 2, 3, 4, 5, 6, 7])
+    want = [(0x1, text), (0x2, binary)]
+
+    def attempt() -> str | None:
+        try:
+            got = ctx.pool.call(
+                websocket_echo, address, port, str(host), str(req.get("path") or "/ws"),
+                origin, want, ctx.timeouts.request_timeout,
+            )  # fmt: skip
+        except OSError as e:
+            return f"WebSocket failed: {e}"
+        return None if got == want else f"echoed {got!r}, want {want!r}"
+
+    eventually(ctx, attempt)
+
+
 def _seconds(text: Any, default: float) -> float:
     m = re.match(r"(\d+(?:\.\d+)?)\s*s\b", str(text or ""))
     return float(m.group(1)) if m else default
@@ -806,6 +831,7 @@ CHECKS: dict[str, Callable[[TrafficContext, Mapping[str, Any]], None]] = {
     "udp-echo-repeat": check_udp_repeat,
     "dns-query": check_dns,
     "tls-connection-rejected": check_tls_rejected,
+    "websocket-echo": check_websocket,
 }
 
 
@@ -813,9 +839,8 @@ def check(ctx: TrafficContext, entry: Mapping[str, Any]) -> str | None:
     """Run one traffic expectation; None if it passed, else why not."""
     name = str(entry.get("check") or "")
     scheme = str((entry.get("request") or {}).get("scheme") or "")
-    if scheme.startswith("grpc") or name == "websocket-echo":
-        what = "gRPC" if scheme.startswith("grpc") else "WebSocket"
-        return f"not reproducible here: the lab client does not speak {what}"
+    if scheme.startswith("grpc"):
+        return "not reproducible here: the lab client does not speak gRPC"
     fn = CHECKS.get(name)
     if fn is None:
         return f"unknown traffic check {name!r}; nothing judged it"

@@ -269,3 +269,95 @@ def dns_query(address: str, port: int, name: str, qtype: int, timeout: float) ->
             reply = s.recv(4096)
             if len(reply) >= 12 and struct.unpack("!H", reply[:2])[0] == ident and reply[2] & 0x80:
                 return reply
+
+
+# --- WebSocket (RFC 6455, client side: handshake and single-frame messages) --------
+
+
+def _ws_frame(opcode: int, payload: bytes) -> bytes:
+    """One final, masked client frame ("a client MUST mask all frames", RFC 6455 5.3)."""
+    import os
+
+    mask = os.urandom(4)
+    n = len(payload)
+    if n < 126:
+        head = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
+    elif n < 1 << 16:
+        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
+    else:
+        head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def _ws_read(sock: socket.socket, buf: bytearray) -> tuple[int, bytes]:
+    def need(n: int) -> bytes:
+        while len(buf) < n:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionResetError("EOF inside a WebSocket frame")
+            buf.extend(chunk)
+        out = bytes(buf[:n])
+        del buf[:n]
+        return out
+
+    b0, b1 = need(2)
+    n = b1 & 0x7F
+    if n == 126:
+        n = struct.unpack("!H", need(2))[0]
+    elif n == 127:
+        n = struct.unpack("!Q", need(8))[0]
+    mask = need(4) if b1 & 0x80 else b""
+    data = need(n)
+    if mask:
+        data = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+    return b0 & 0x0F, data
+
+
+def websocket_echo(
+    address: str,
+    port: int,
+    host: str,
+    path: str,
+    origin: str,
+    messages: Sequence[tuple[int, bytes]],
+    timeout: float,
+) -> list[tuple[int, bytes]]:
+    """Open a WebSocket, send each (opcode, payload) message and read one reply to each."""
+    import base64
+    import os
+
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock = connect(address, port, timeout)
+    try:
+        sock.settimeout(timeout)
+        request = (
+            f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: {origin}\r\n\r\n"
+        )
+        sock.sendall(request.encode())
+        buf = bytearray()
+        while b"\r\n\r\n" not in buf:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionResetError("EOF during the WebSocket handshake")
+            buf.extend(chunk)
+        head, _, rest = bytes(buf).partition(b"\r\n\r\n")
+        status = head.split(b"\r\n", 1)[0]
+        if b" 101 " not in status + b" ":
+            raise OSError(f"WebSocket handshake answered {status.decode('latin-1')!r}")
+        buf = bytearray(rest)
+        replies = []
+        for opcode, payload in messages:
+            sock.sendall(_ws_frame(opcode, payload))
+            while True:
+                op, data = _ws_read(sock, buf)
+                if op in (0x9, 0xA):  # ping / pong
+                    continue
+                if op == 0x8:
+                    raise ConnectionResetError("WebSocket closed by the server")
+                replies.append((op, data))
+                break
+        sock.sendall(_ws_frame(0x8, b"\x03\xe8"))
+        return replies
+    finally:
+        sock.close()
