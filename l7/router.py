@@ -22,7 +22,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
-from agent.nodeconfig import Backend, HTTPListener, HTTPMatch, HTTPPort, HTTPRule, VirtualHost
+from agent.nodeconfig import (
+    Backend,
+    Filters,
+    HeaderModifier,
+    HTTPListener,
+    HTTPMatch,
+    HTTPPort,
+    HTTPRule,
+    Ref,
+    VirtualHost,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,5 +298,50 @@ class PortTable:
         return Routed(listener, got[0], got[1])
 
 
+# RFC 9110, 5.1 (field-name = token) and 5.5: "Field values containing CR, LF, or NUL
+# characters are invalid and dangerous, due to the varying ways that implementations might
+# parse and interpret those characters". Configured fields are checked once, here, so the
+# proxy can hand them to h11 unchecked per request.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE = re.compile(r"[\r\n\x00]")
+
+
+def check_header_modifier(mod: HeaderModifier | None, where: Ref) -> None:
+    if mod is None:
+        return
+    for name, value in (*mod.set, *mod.add):
+        if not _TOKEN.fullmatch(name) or _BAD_VALUE.search(value):
+            raise ValueError(f"{where}: header {name!r}: {value!r} is not a valid HTTP field")
+    for name in mod.remove:
+        if not _TOKEN.fullmatch(name):
+            raise ValueError(f"{where}: header name {name!r} is not a valid HTTP field name")
+
+
+def check_filters(filters: Filters | None, where: Ref) -> None:
+    """Refuse configuration that would put an invalid field or target on the wire."""
+    if filters is None:
+        return
+    check_header_modifier(filters.request_headers, where)
+    check_header_modifier(filters.response_headers, where)
+    texts: list[str] = []
+    if filters.rewrite is not None:
+        texts += [
+            filters.rewrite.hostname or "",
+            filters.rewrite.path.value if filters.rewrite.path else "",
+        ]
+    if filters.redirect is not None:
+        r = filters.redirect
+        texts += [r.hostname or "", r.scheme or "", r.path.value if r.path else ""]
+    for t in texts:
+        if any(c in t for c in " \r\n\x00\t"):
+            raise ValueError(f"{where}: {t!r} cannot be put in a request or Location")
+
+
 def compile_port(port: HTTPPort) -> PortTable:
+    for li in port.listeners:
+        for vh in li.virtual_hosts:
+            for r in vh.rules:
+                check_filters(r.filters, r.ref)
+                for b in r.backends:
+                    check_filters(b.filters, r.ref)
     return PortTable(port=port, listeners=tuple(compile_listener(li) for li in port.listeners))

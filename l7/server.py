@@ -249,13 +249,15 @@ class ClientConnection(asyncio.Protocol):
         if self.server.draining:
             headers = [*headers, (b"connection", b"close")]
         self.response_started = True
-        self._write(
-            self.h11.send(
-                h11.Response(
-                    status_code=status, headers=headers, reason=reason or REASONS.get(status, b"")
-                )
-            )
+        # _parsed: the fields were parsed by h11 from the backend's response or come from
+        # checked configuration (see UpstreamConnection.send).
+        response = h11.Response(
+            status_code=status,
+            headers=headers,
+            reason=reason or REASONS.get(status, b""),
+            _parsed=True,
         )
+        self._write(self.h11.send(response))
 
     def send_data(self, data: bytes) -> None:
         if data:
@@ -437,10 +439,14 @@ class PortServer:
                 self.ssl_context, [lt.listener for lt in state.table.listeners]
             )
 
-    async def drain(self, timeout: float) -> None:
+    def stop_accepting(self) -> None:
+        """Close the listening socket now: no new connection is accepted once this returns."""
         self.draining = True
         if self.server is not None:
             self.server.close()
+
+    async def drain(self, timeout: float) -> None:
+        self.stop_accepting()
         for c in list(self.connections):
             c.close_if_idle()
         loop = asyncio.get_running_loop()

@@ -128,6 +128,7 @@ class Worker:
         return srv
 
     def _drain(self, srv: PortServer) -> None:
+        srv.stop_accepting()  # before the answer to the engine, not in the background
         task = asyncio.get_running_loop().create_task(srv.drain(self.limits.drain_timeout))
         self.draining.add(task)
         task.add_done_callback(self.draining.discard)

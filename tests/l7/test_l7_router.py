@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from agent.nodeconfig import Backend, Certificate, HTTPMatch, Ref
+from agent.nodeconfig import (
+    Backend,
+    Certificate,
+    Filters,
+    HeaderModifier,
+    HTTPMatch,
+    PathModifier,
+    Redirect,
+    Ref,
+    URLRewrite,
+)
 from l7.router import (
     Matcher,
     Refused,
@@ -253,3 +263,53 @@ def test_misdirected_requests(sni: str, host: str, expected: str | int) -> None:
         assert isinstance(got, Refused) and got.status == expected
     else:
         assert isinstance(got, Routed) and got.rule.rule.ref.name == expected
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        Filters(request_headers=HeaderModifier(set=(("X-Injected", "a\r\nX-Evil: 1"),))),
+        Filters(response_headers=HeaderModifier(add=(("Bad Name", "v"),))),
+        Filters(request_headers=HeaderModifier(remove=("X:colon",))),
+        Filters(request_headers=HeaderModifier(add=(("X-Nul", "a\x00b"),))),
+        Filters(rewrite=URLRewrite(path=PathModifier(type="ReplaceFullPath", value="/a b"))),
+        Filters(redirect=Redirect(hostname="evil.example\r\nX: y")),
+    ],
+)
+def test_config_that_would_inject_fields_is_refused(filters: Filters) -> None:
+    with pytest.raises(ValueError):
+        compile_port(
+            http_port("127.0.0.1", 80, listener(vhost("", (rule(filters=filters), [match("/")]))))
+        )
+    with pytest.raises(ValueError):  # on a backendRef too
+        compile_port(
+            http_port(
+                "127.0.0.1",
+                80,
+                listener(
+                    vhost(
+                        "",
+                        (
+                            rule(
+                                Backend(
+                                    ref=Ref(kind="Service", namespace="n", name="s"),
+                                    filters=filters,
+                                )
+                            ),
+                            [match("/")],
+                        ),
+                    )
+                ),
+            )
+        )
+
+
+def test_valid_filters_compile() -> None:
+    ok = Filters(
+        request_headers=HeaderModifier(
+            set=(("X-Header-Set", "set-overwrites-values"),),
+            add=(("X-A", "a, b; q=1"),),
+            remove=("X-R",),
+        )
+    )
+    compile_port(http_port("127.0.0.1", 80, listener(vhost("", (rule(filters=ok), [match("/")])))))
