@@ -67,19 +67,31 @@ class L7Datapath:
         self.config: NodeConfig | None = None
         self.generation = 0
 
+    def _spawn(self) -> _Worker:
+        args = [self.python, "-m", "l7.worker", json.dumps(self.limits.to_dict())]
+        proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
+        return _Worker(proc)
+
     def start(self) -> None:
         if self.workers:
             return
-        args = [self.python, "-m", "l7.worker", json.dumps(self.limits.to_dict())]
-        for _ in range(self.count):
-            proc = subprocess.Popen(
-                args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True
-            )
-            self.workers.append(_Worker(proc))
+        self.workers = [self._spawn() for _ in range(self.count)]
         for w in self.workers:
             self._expect(w, "ready")
         if self.config is not None:
             self.apply(self.config, self.generation)
+
+    def _revive(self) -> None:
+        """Replace workers that died; the configuration about to be sent brings them up to date."""
+        for i, w in enumerate(self.workers):
+            if w.proc.poll() is None:
+                continue
+            for f in (w.proc.stdin, w.proc.stdout):
+                if f is not None:
+                    f.close()
+            fresh = self._spawn()
+            self._expect(fresh, "ready")
+            self.workers[i] = fresh
 
     def _expect(self, w: _Worker, op: str) -> dict[str, object]:
         try:
@@ -93,6 +105,7 @@ class L7Datapath:
     def apply(self, config: NodeConfig, generation: int) -> None:
         if not self.workers:
             raise L7WorkerFailed("start() the L7 datapath before apply()")
+        self._revive()
         frame = {"op": "apply", "generation": generation, "config": config.model_dump(mode="json")}
         for w in self.workers:
             try:

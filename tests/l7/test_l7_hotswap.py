@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import os
+import signal
 import socket
 import threading
 import time
@@ -224,3 +226,19 @@ def test_pipelined_requests_answered_in_order(engine: Engine, echo: Echo) -> Non
     order = [int(x.split(b'"', 1)[0]) for x in got.split(b'"path": "/p')[1:]]
     assert order == list(range(5))
     assert list(itertools.islice((x.path for x in a.log), 5)) == [f"/p{i}" for i in range(5)]
+
+
+def test_a_dead_worker_is_replaced_on_the_next_apply(engine: Engine, echo: Echo) -> None:
+    a = echo("a-1")
+    port = free_port(ADDR)
+    engine.apply(simple_port(ADDR, port, (rule(backend(a)), [match("/")])))
+    worker = engine.dp.workers[0].proc
+    victim = worker.pid
+    os.kill(victim, signal.SIGKILL)  # a worker this test session's engine started
+    worker.wait(10)
+    for _ in range(10):  # the other worker alone serves the port meanwhile
+        assert request(ADDR, port, "/").status == 200
+    engine.apply(simple_port(ADDR, port, (rule(backend(a)), [match("/")])))
+    assert victim not in engine.dp.pids() and len(engine.dp.pids()) == 2
+    for _ in range(20):
+        assert request(ADDR, port, "/").status == 200
