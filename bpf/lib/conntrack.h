@@ -22,13 +22,23 @@ static __always_inline struct ct_key ct_peer_key(const struct ct_val *v, u8 prot
 }
 
 /* A FIN or RST ends the flow sooner, in both directions' entries. */
-static __always_inline void ct_mark_closing(struct ct_val *v, u8 proto)
+static __always_inline void ct_mark_closing(struct ct_val *v, u8 proto, u32 flags)
 {
-	v->flags |= NG_CT_CLOSING;
+	v->flags |= flags;
 	struct ct_key pk = ct_peer_key(v, proto);
 	struct ct_val *peer = ng_ct.lookup(&pk);
 	if (peer)
-		peer->flags |= NG_CT_CLOSING;
+		peer->flags |= flags;
+}
+
+/* Returns: whether a reply entry's NAT port may go to a new flow. */
+static __always_inline int ct_port_free(const struct ct_val *v, u64 now, u8 proto)
+{
+	if (ct_expired(v, now, proto))
+		return 1;
+	if (v->flags & NG_CT_RESET)
+		return 1;
+	return (v->flags & NG_CT_CLOSING) && now - v->last_seen > NG_PORT_REUSE_NS;
 }
 
 /* Returns: the live entry for the packet's flow, or NULL. A SYN that reuses
@@ -44,9 +54,11 @@ static __always_inline struct ct_val *ct_lookup(const struct pkt *p, u64 now)
 		return NULL;
 	if (now - v->last_seen > NG_CT_REFRESH_NS)
 		v->last_seen = now;
-	if (p->proto == IPPROTO_TCP && (p->tcp_flags & (NG_TCP_FIN | NG_TCP_RST)) &&
-	    !(v->flags & NG_CT_CLOSING))
-		ct_mark_closing(v, p->proto);
+	if (p->proto == IPPROTO_TCP && (p->tcp_flags & (NG_TCP_FIN | NG_TCP_RST))) {
+		u32 flags = NG_CT_CLOSING | ((p->tcp_flags & NG_TCP_RST) ? NG_CT_RESET : 0);
+		if ((v->flags & flags) != flags)
+			ct_mark_closing(v, p->proto, flags);
+	}
 	return v;
 }
 
@@ -72,7 +84,7 @@ static __always_inline __be16 ct_claim_port(const struct pkt *p, const struct ba
 		}
 		int ours = old->daddr == p->saddr && old->dport == p->sport &&
 			   old->saddr == p->daddr && old->sport == p->dport;
-		if (ours || ct_expired(old, now, p->proto)) {
+		if (ours || ct_port_free(old, now, p->proto)) {
 			if (ng_ct.update(&rk, &rv) == 0)
 				return port;
 		}

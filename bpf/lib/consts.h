@@ -56,6 +56,19 @@
 #define NG_SNAT_TRIES 8
 #endif
 
+/* A closing flow's NAT port may go to a new flow after this much quiet
+ * (after a RST: at once). Without it, a range of N ports would cap new
+ * connections to one backend endpoint at N per NG_TCP_FIN_TIMEOUT_NS. */
+#ifndef NG_PORT_REUSE_NS
+#define NG_PORT_REUSE_NS (1000000000ULL)
+#endif
+
+/* XDP hands longer frames (generic XDP sees GRO/GSO packets) to tc, which
+ * rewrites them with the skb's checksum and segmentation state intact. */
+#ifndef NG_XDP_MAX_FRAME
+#define NG_XDP_MAX_FRAME 1518
+#endif
+
 /* svc_val.flags */
 #define NG_SVC_REJECT 1 /* no backend with weight > 0: reject everything */
 
@@ -65,6 +78,7 @@
 /* ct_val.flags */
 #define NG_CT_REPLY 1   /* the entry matches backend -> node packets */
 #define NG_CT_CLOSING 2 /* a FIN or RST was seen: NG_TCP_FIN_TIMEOUT_NS applies */
+#define NG_CT_RESET 4   /* a RST was seen: the NAT port is free at once */
 
 /* Drop reasons: the index into stats_val.drops. Keep bpf/counters.py in step. */
 #define NG_DROP_MALFORMED 0  /* truncated or inconsistent headers, bad IP checksum */

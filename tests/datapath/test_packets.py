@@ -378,6 +378,16 @@ def test_wildcard_listener_takes_local_addresses(env: Env, hook: str) -> None:
     assert (f["src"], f["dst"], f["dport"]) == (GW_B, B2, 3000)
 
 
+def test_frames_longer_than_an_mtu_go_to_tc(env: Env) -> None:
+    """Generic XDP sees GRO packets; XDP passes them untouched for tc, which
+    forwards GSO packets (segmented on the way out). A test run's skb is not
+    GSO, so there the kernel's MTU check refuses it: never forwarded whole."""
+    big = P.tcp4(CLIENT_MAC, env.c_mac, CLIENT, VIP, 44100, 9300, flags=P.ACK, payload=bytes(3000))
+    verdict, out = run(env, "xdp", big, env.c_if)
+    assert (verdict, out) == ("pass", big)
+    assert run(env, "tc", big, env.c_if)[0] == "drop"
+
+
 # --- rejecting: invalid backends and listeners without one --------------------
 
 
@@ -450,7 +460,7 @@ def test_fin_ends_a_tcp_flow_sooner(env: Env) -> None:
     fin = P.tcp4(CLIENT_MAC, env.c_mac, CLIENT, VIP, 49000, 9300, flags=P.FIN | P.ACK)
     assert run(env, "tc", fin, env.c_if)[0] == "redirect"
     entry = _ct(env, CLIENT, VIP, 49000, 9300, P.TCP)
-    assert entry is not None and entry.flags & 2  # NG_CT_CLOSING
+    assert entry is not None and entry.flags == 2  # NG_CT_CLOSING, no NG_CT_RESET
     reply = _ct(
         env,
         B1,
@@ -460,3 +470,15 @@ def test_fin_ends_a_tcp_flow_sooner(env: Env) -> None:
         P.TCP,
     )  # type: ignore[attr-defined]
     assert reply is not None and reply.flags & 2  # type: ignore[attr-defined]
+
+
+def test_rst_frees_the_nat_port_at_once(env: Env) -> None:
+    syn = P.tcp4(CLIENT_MAC, env.c_mac, CLIENT, VIP, 49100, 9300, flags=P.SYN)
+    verdict, out = run(env, "tc", syn, env.c_if)
+    assert verdict == "redirect"
+    snat = int(P.fields(out)["sport"])  # type: ignore[call-overload]
+    rst = P.tcp4(CLIENT_MAC, env.c_mac, CLIENT, VIP, 49100, 9300, flags=P.RST)
+    assert run(env, "tc", rst, env.c_if)[0] == "redirect"
+    for key in ((CLIENT, VIP, 49100, 9300), (B1, GW_B, 3000, snat)):
+        entry = _ct(env, *key, P.TCP)
+        assert entry is not None and entry.flags & 6 == 6  # NG_CT_CLOSING | NG_CT_RESET
