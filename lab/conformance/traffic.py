@@ -385,9 +385,23 @@ def _with_query(path: str, param: str) -> str:
     return path + ("&" if "?" in path else "?") + param
 
 
+FRESH_UUID = "<fresh-uuid>"
+
+
 def check_eventually_consistent(ctx: TrafficContext, entry: Mapping[str, Any]) -> None:
-    call = http_call(ctx, entry)
-    eventually(ctx, lambda: _attempt_http(ctx, call, entry))
+    path = str((entry.get("request") or {}).get("path") or "/")
+    if FRESH_UUID not in path:
+        call = http_call(ctx, entry)
+        eventually(ctx, lambda: _attempt_http(ctx, call, entry))
+        return
+
+    # cases.json marks where upstream puts a new uuid in every probe (the retry simulator
+    # keeps one counter per uuid); the backend must then echo that very path.
+    def attempt() -> str | None:
+        fresh = path.replace(FRESH_UUID, str(uuid.uuid4()))
+        return _attempt_http(ctx, http_call(ctx, entry, path=fresh), entry, expected_path=fresh)
+
+    eventually(ctx, attempt)
 
 
 def check_consistent_failure(ctx: TrafficContext, entry: Mapping[str, Any]) -> None:
