@@ -343,7 +343,13 @@ async def _serve_routed(
                 MIRRORS.send(port.states[id(m.backend)], method_b, target_b, out_headers, body)
     filter_sets = [filters] + ([backend.filters] if backend.filters is not None else [])
     try:
-        async with asyncio.timeout(rule.request_timeout):
+        # timeouts.request: "Request specifies the maximum duration for a gateway to respond
+        # to an HTTP request. If the gateway has not been able to respond before this deadline
+        # is met, the gateway MUST return a timeout error." Counted from the complete head.
+        deadline = (
+            client.received_at + rule.request_timeout if rule.request_timeout is not None else None
+        )
+        async with asyncio.timeout_at(deadline):
             await _forward(
                 client,
                 rule,

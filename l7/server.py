@@ -94,6 +94,7 @@ class ClientConnection(asyncio.Protocol):
         self.seen_bytes = False
         self.tunnel: Tunnel | None = None
         self.out = bytearray()
+        self.received_at = 0.0  # loop time the current request's head was complete
 
     # --- asyncio.Protocol ---
 
@@ -172,6 +173,7 @@ class ClientConnection(asyncio.Protocol):
                     self._refuse(exc.status)
                     return
                 self.request = event
+                self.received_at = asyncio.get_running_loop().time()
                 self.body = bytearray()
                 self.state = State.BODY
                 self._arm(self.limits.body_timeout, self._on_header_timeout)

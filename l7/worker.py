@@ -76,6 +76,9 @@ class Worker:
             tables = {(p.address, p.port): compile_port(p) for p in config.http}
             listeners: list[HTTPListener] = [li for p in config.http for li in p.listeners]
             states = {key: bind_port_state(t, self.upstreams) for key, t in tables.items()}
+            for li in listeners:  # load every key pair now: a bad one rejects the config
+                for cert in li.certificates:
+                    self.contexts.for_certificate(cert, li.client_validation)
         except Exception as exc:
             return {
                 "op": "applied",

@@ -9,7 +9,8 @@ from pathlib import Path
 import h11
 import pytest
 
-from agent.nodeconfig import BackendTLS, Certificate, ClientValidation, Ref
+from agent.nodeconfig import BackendTLS, Certificate, ClientValidation, NodeConfig, Ref
+from l7.engine import L7ConfigRejected
 from tests.l7.backends import EchoBackend
 from tests.l7.certs import CA, Issued
 from tests.l7.client import connect, request
@@ -323,3 +324,22 @@ def test_plain_port_next_to_tls_port(engine: Engine, echo: Echo) -> None:
     )
     assert request(ADDR, plain, "/").status == 200
     assert request(ADDR, secure, "/", sni="both.example", ca=ca.pem).status == 200
+
+
+def test_unusable_key_pair_rejects_the_config(engine: Engine, echo: Echo) -> None:
+    ca = CA()
+    a = echo("a-1")
+    port = free_port(ADDR)
+    good = ca.issue("keep.example")
+    lst = listener(
+        vhost("", (rule(backend(a)), [match("/")])), certificates=(cert(good, "keep.example"),)
+    )
+    g = engine.apply(http_port(ADDR, port, lst, tls=True))
+    broken = Certificate(
+        cert_pem=good.cert_pem, key_pem=CA().issue("other.example").key_pem
+    )  # not its key
+    bad = listener(vhost("", (rule(backend(a)), [match("/")])), certificates=(broken,))
+    with pytest.raises(L7ConfigRejected):
+        engine.dp.apply(NodeConfig(http=(http_port(ADDR, port, bad, tls=True),)), g + 1)
+    assert engine.dp.applied_generation() == g
+    assert request(ADDR, port, "/", sni="keep.example", ca=ca.pem).status == 200
