@@ -1,0 +1,364 @@
+"""L4 bench: nodegate (tc, XDP) against direct, nftables DNAT, haproxy and
+nginx stream, side by side, inside one lab. A benchmark, not a test.
+
+    python bench/l4/run.py [--seconds 5] [--out out/bench-l4.json]
+
+Needs (Debian packages): iperf3 nftables haproxy nginx libnginx-mod-stream.
+Traffic stays in the lab's namespaces. Workloads, each per method:
+  tcp     iperf3 TCP, one stream: Gbit/s
+  conn    new TCP connections per second (connect, close), 2 client processes
+  udp     iperf3 UDP, 64-byte datagrams, unlimited rate: datagrams/s received
+Gateway work (forwarding, NAT, proxying) runs on CPU 1: RPS steers the
+gateway's veth receive processing there and the proxies are pinned there;
+clients and backends are pinned to CPU 0. CPU is read from /proc/stat per
+CPU; "cost" is CPU-1 busy seconds per GB, per 1000 connections and per
+million datagrams. (Native XDP on veth runs in the sender's NAPI on CPU 0,
+so its gateway cost is read as the extra CPU over direct on both CPUs.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from agent.nodeconfig import Backend, Endpoint, L4Listener, NodeConfig, Ref  # noqa: E402
+from lab.netns import Lab  # noqa: E402
+
+GW_CPU, LOAD_CPU = 1, 0
+PORT_IPERF, PORT_CONN = 5201, 7000
+PIN = "/sys/fs/bpf/ngbench"
+
+CONN_SERVER = r"""
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 7000)); s.listen(4096)
+while True:
+    c, _ = s.accept(); c.close()
+"""
+
+CONN_CLIENT = r"""
+import socket, sys, time
+host, port, secs = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+n, end = 0, time.monotonic() + secs
+while time.monotonic() < end:
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+    try:
+        s.connect((host, port)); n += 1
+    except OSError:
+        pass
+    s.close()
+print(n)
+"""
+
+
+def cpu_times() -> dict[int, tuple[float, float]]:
+    """cpu -> (busy, total) jiffies."""
+    out = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith("cpu") and line[3].isdigit():
+            f = [int(x) for x in line.split()[1:]]
+            idle = f[3] + f[4]
+            out[int(line.split()[0][3:])] = (sum(f) - idle, sum(f))
+    return out
+
+
+class Meter:
+    def __enter__(self) -> Meter:
+        self.t0, self.c0 = time.monotonic(), cpu_times()
+        return self
+
+    def __exit__(self, *a: object) -> None:
+        self.t1, self.c1 = time.monotonic(), cpu_times()
+        hz = os.sysconf("SC_CLK_TCK")
+        self.busy = {c: (self.c1[c][0] - self.c0[c][0]) / hz for c in self.c0}
+
+
+def listener(proto: str, vip: str, port: int, backend: str, bport: int) -> L4Listener:
+    r = Ref(kind="Gateway", namespace="bench", name="gw", section=f"{proto}{port}")
+    b = Backend(
+        ref=Ref(kind="Service", namespace="bench", name="b"),
+        endpoints=(Endpoint(address=backend, port=bport),),
+    )
+    return L4Listener(ref=r, gateway=r, protocol=proto, address=vip, port=port, backends=(b,))  # type: ignore[arg-type]
+
+
+def _rps(netns: str, ifnames: list[str], cpu: int) -> None:
+    mask = format(1 << cpu, "x")
+    script = "; ".join(
+        f"for q in /sys/class/net/{n}/queues/rx-*; do echo {mask} > $q/rps_cpus; done"
+        for n in ifnames
+    )
+    subprocess.run(["ip", "netns", "exec", netns, "sh", "-c", script], check=True)
+
+
+def set_rps(lab: Lab) -> None:
+    """Receive work of the gateway node's links on GW_CPU, of the switch's
+    ports (bridge, and so the hosts behind them) on LOAD_CPU."""
+    _rps(lab.gateway.netns, [link.name for link in lab.gateway.links.values()], GW_CPU)
+    ports = subprocess.run(
+        ["ip", "-n", lab.switch, "-o", "link", "show", "type", "veth"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    names = [line.split(":")[1].strip().split("@")[0] for line in ports.splitlines()]
+    _rps(lab.switch, names, LOAD_CPU)
+
+
+def pinned(argv: list[str], cpu: int) -> list[str]:
+    return ["taskset", "-c", str(cpu), *argv]
+
+
+class Bench:
+    def __init__(self, lab: Lab, seconds: float, tmp: Path) -> None:
+        self.lab, self.seconds, self.tmp = lab, seconds, tmp
+        self.backend = lab.backends[0]
+        self.vip = str(lab.gateway.add_address())
+        self.baddr = str(self.backend.address)
+        self.backend.run(
+            pinned(["iperf3", "-s", "-p", str(PORT_IPERF)], LOAD_CPU), stdout=subprocess.DEVNULL
+        )
+        self.backend.run(pinned([sys.executable, "-c", CONN_SERVER], LOAD_CPU))
+        set_rps(lab)
+        time.sleep(0.5)
+
+    def iperf(self, target: str, udp: bool) -> dict[str, Any]:
+        argv = ["iperf3", "-c", target, "-p", str(PORT_IPERF), "-t", str(self.seconds), "-J"]
+        if udp:
+            argv += ["-u", "-b", "0", "-l", "64"]
+        with Meter() as m:
+            out = self.lab.client.check_output(pinned(argv, LOAD_CPU), timeout=self.seconds + 30)
+        end = json.loads(out)["end"]
+        if udp:
+            s = end["sum"]
+            received = s["packets"] - s["lost_packets"]
+            return {"rate": received / s["seconds"], "units": received / 1e6, "busy": m.busy}
+        s = end["sum_received"]
+        return {"rate": s["bits_per_second"] / 1e9, "units": s["bytes"] / 1e9, "busy": m.busy}
+
+    def conns(self, target: str) -> dict[str, Any]:
+        argv = pinned(
+            [sys.executable, "-c", CONN_CLIENT, target, str(PORT_CONN), str(self.seconds)], LOAD_CPU
+        )
+        with Meter() as m:
+            procs = [self.lab.client.run(argv, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+            n = sum(int(p.communicate(timeout=self.seconds + 30)[0]) for p in procs)
+        return {"rate": n / self.seconds, "units": n / 1000, "busy": m.busy}
+
+    def all(self, target: str, udp: bool = True) -> dict[str, Any]:
+        runs = {"tcp": lambda: self.iperf(target, False), "conn": lambda: self.conns(target)}
+        if udp:
+            runs["udp"] = lambda: self.iperf(target, True)
+        out: dict[str, Any] = {}
+        for name, fn in runs.items():
+            try:
+                out[name] = fn()
+            except Exception as e:  # one failed workload must not hide the others
+                out[name] = {"error": f"{type(e).__name__}: {e}"[:300]}
+        return out
+
+
+def run_nodegate(b: Bench, mode: str) -> dict[str, Any]:
+    cfg = b.tmp / "l4.json"
+    cfg.write_text(
+        NodeConfig(
+            l4=(
+                listener("TCP", b.vip, PORT_IPERF, b.baddr, PORT_IPERF),
+                listener("UDP", b.vip, PORT_IPERF, b.baddr, PORT_IPERF),
+                listener("TCP", b.vip, PORT_CONN, b.baddr, PORT_CONN),
+            )
+        ).model_dump_json()
+    )
+    agent = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.datapath.gateway_agent",
+            "--netns",
+            b.lab.gateway.netns,
+            "--pin-dir",
+            PIN,
+            "--mode",
+            mode,
+            str(cfg),
+        ],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert agent.stdout is not None and agent.stdin is not None
+    json.loads(agent.stdout.readline())
+    try:
+        return b.all(b.vip)
+    finally:
+        agent.stdin.write("exit\n")
+        agent.stdin.flush()
+        agent.wait()
+        from bpf.datapath import cleanup
+        from tests.datapath.conftest import in_netns
+
+        with in_netns(b.lab.gateway.netns):
+            cleanup(PIN)
+
+
+def run_nft(b: Bench) -> dict[str, Any]:
+    rules = f"""
+table ip ngbench {{
+  chain pre {{
+    type nat hook prerouting priority dstnat;
+    ip daddr {b.vip} tcp dport {{ {PORT_IPERF}, {PORT_CONN} }} dnat to {b.baddr};
+    ip daddr {b.vip} udp dport {PORT_IPERF} dnat to {b.baddr};
+  }}
+  chain post {{ type nat hook postrouting priority srcnat; ip daddr {b.baddr} masquerade; }}
+}}
+"""
+    f = b.tmp / "nft.conf"
+    f.write_text(rules)
+    b.lab.gateway.check_output(["nft", "-f", str(f)])
+    try:
+        return b.all(b.vip)
+    finally:
+        b.lab.gateway.check_output(["nft", "delete", "table", "ip", "ngbench"])
+
+
+def run_haproxy(b: Bench) -> dict[str, Any]:
+    f = b.tmp / "haproxy.cfg"
+    f.write_text(f"""
+global
+  maxconn 8000
+  nbthread 1
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+listen iperf
+  bind {b.vip}:{PORT_IPERF}
+  server b {b.baddr}:{PORT_IPERF}
+listen conn
+  bind {b.vip}:{PORT_CONN}
+  server b {b.baddr}:{PORT_CONN}
+""")
+    log = (b.tmp / "haproxy.log").open("wb")
+    p = b.lab.gateway.run(pinned(["haproxy", "-f", str(f), "-db"], GW_CPU), stdout=log, stderr=log)
+    time.sleep(1)
+    try:
+        return b.all(b.vip, udp=False)  # haproxy has no UDP
+    finally:
+        p.terminate()
+        p.wait()
+
+
+def run_nginx(b: Bench) -> dict[str, Any]:
+    f = b.tmp / "nginx.conf"
+    f.write_text(f"""
+load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+worker_processes 1;
+daemon off;
+pid {b.tmp}/nginx.pid;
+error_log stderr;
+events {{ worker_connections 8000; }}
+stream {{
+  server {{ listen {b.vip}:{PORT_IPERF}; proxy_pass {b.baddr}:{PORT_IPERF}; }}
+  server {{ listen {b.vip}:{PORT_CONN}; proxy_pass {b.baddr}:{PORT_CONN}; }}
+}}
+""")
+    p = b.lab.gateway.run(
+        pinned(["nginx", "-c", str(f)], GW_CPU),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1)
+    try:
+        return b.all(b.vip, udp=False)  # not measured: see bench/l4/README.md
+    finally:
+        p.terminate()
+        p.wait()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=5)
+    ap.add_argument("--out", type=Path, default=REPO / "out/bench-l4.json")
+    ap.add_argument(
+        "--methods", default="direct,nodegate-tc,nodegate-xdp-generic,nftables,haproxy,nginx"
+    )
+    args = ap.parse_args()
+    results: dict[str, Any] = {}
+    with Lab(backends=1) as lab, tempfile.TemporaryDirectory() as tmp:
+        b = Bench(lab, args.seconds, Path(tmp))
+        runs = {
+            "direct": lambda: b.all(b.baddr),
+            "nodegate-tc": lambda: run_nodegate(b, "tc"),
+            "nodegate-xdp-generic": lambda: run_nodegate(b, "xdp-generic"),
+            "nftables": lambda: run_nft(b),
+            "haproxy": lambda: run_haproxy(b),
+            "nginx": lambda: run_nginx(b),
+        }
+        for name in args.methods.split(","):
+            print(f"... {name}", flush=True)
+            results[name] = runs[name]()
+    report(results)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+def report(results: dict[str, Any]) -> None:
+    nan = float("nan")
+
+    def cost(r: dict[str, Any] | None, cpus: tuple[int, ...] = (GW_CPU,)) -> float:
+        if not r or "error" in r or not r["units"]:
+            return nan
+        return sum(
+            float(r["busy"][str(c)] if str(c) in r["busy"] else r["busy"][c]) for c in cpus
+        ) / float(r["units"])
+
+    def rate(r: dict[str, Any] | None) -> float:
+        return float(r["rate"]) if r and "rate" in r else nan
+
+    both = (0, 1)
+    direct = results.get("direct", {})
+
+    def over(name: str, w: str) -> float:
+        """CPU (both cores) per unit above direct's: the gateway's own work."""
+        return cost(results[name].get(w), both) - cost(direct.get(w), both)
+
+    print(
+        f"{'method':22} {'TCP Gb/s':>9} {'conn/s':>9} {'UDP pps':>10} | "
+        f"gateway core CPU-s per GB, per 1k conn, per M dgram | over direct, both cores"
+    )
+    for name, r in results.items():
+        udp = r.get("udp")
+        print(
+            f"{name:22} {rate(r['tcp']):9.2f} {rate(r['conn']):9.0f} {rate(udp):10.0f} | "
+            f"{cost(r['tcp']):8.3f} {cost(r['conn']):8.3f} {cost(udp):8.3f} | "
+            f"{over(name, 'tcp'):7.3f} {over(name, 'conn'):7.3f} {over(name, 'udp'):7.3f}"
+        )
+        for w, x in r.items():
+            if "error" in x:
+                print(f"    {w}: {x['error']}")
+    for ours in ("nodegate-tc", "nodegate-xdp-generic"):
+        for peer in ("nftables", "haproxy"):
+            if ours in results and peer in results:
+                parts = []
+                for w in ("tcp", "conn", "udp"):
+                    a, b = cost(results[ours].get(w)), cost(results[peer].get(w))
+                    c, d = over(ours, w), over(peer, w)
+                    parts.append(f"{w} {a / b:.2f} (over direct {c / d:.2f})")
+                print(f"{ours} / {peer}, gateway core CPU per unit: " + ", ".join(parts))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
