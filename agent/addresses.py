@@ -14,13 +14,13 @@ import ipaddress
 import logging
 import subprocess
 
-from agent.node import ip_addresses
+from agent.node import GATEWAY_ADDRESS_LABEL, ip_addresses
 from agent.nodeconfig import NodeConfig
 
 log = logging.getLogger(__name__)
 
 # Marks the addresses this agent owns, so a restart can find them again.
-LABEL_SUFFIX = ":ng"
+LABEL_SUFFIX = GATEWAY_ADDRESS_LABEL
 
 
 class AddressManager:

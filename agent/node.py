@@ -12,6 +12,9 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+# The label suffix of the Gateway addresses nodegate adds to an interface (agent.addresses).
+GATEWAY_ADDRESS_LABEL = ":ng"
+
 
 def node_name() -> str:
     return os.environ.get("NODE_NAME") or socket.gethostname()
@@ -37,6 +40,8 @@ def node_addresses() -> tuple[str, ...]:
     found = []
     for link in links:
         for a in link.get("addr_info", []):
+            if str(a.get("label", "")).endswith(GATEWAY_ADDRESS_LABEL):
+                continue  # a Gateway's address that nodegate put here, not the node's own
             try:
                 ip = ipaddress.ip_address(a.get("local", ""))
             except ValueError:

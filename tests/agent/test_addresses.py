@@ -38,16 +38,25 @@ def test_addresses_follow_the_node_config() -> None:
             out = gw.check_output(["ip", "-4", "-o", "address", "show", "dev", iface])
             return {line.split()[3] for line in out.splitlines()}
 
-        node = f"{gw.address}/24"
+        own = f"{gw.address}/24"
         apply("198.18.1.10", "198.18.1.11")
-        assert on_iface() == {node, "198.18.1.10/32", "198.18.1.11/32"}
+        assert on_iface() == {own, "198.18.1.10/32", "198.18.1.11/32"}
         # The client reaches the new address through the gateway node's link.
         assert lab.client.ping("198.18.1.10")
+        # They are the Gateways' addresses, not the node's own.
+        node = gw.check_output(
+            [
+                sys.executable,
+                "-c",
+                "from agent.node import node_addresses; print(*node_addresses())",
+            ]
+        )
+        assert str(gw.address) in node.split() and "198.18.1.10" not in node.split()
 
         apply("198.18.1.11")
-        assert on_iface() == {node, "198.18.1.11/32"}
+        assert on_iface() == {own, "198.18.1.11/32"}
 
         # An address someone else put there is left alone, even when no longer served.
         gw.ip("address", "add", "198.18.1.12/32", "dev", iface)
         apply()
-        assert on_iface() == {node, "198.18.1.12/32"}
+        assert on_iface() == {own, "198.18.1.12/32"}
