@@ -169,28 +169,36 @@ async def _try_backend(
     pool = state.pick(avoid)
     if pool is None:
         return Attempt(None, None, 503), None
+    fresh_only = False
     for _ in range(2):
         try:
-            conn, reused = await pool.acquire()
+            if fresh_only:
+                conn, reused = await pool.connect(), False
+            else:
+                conn, reused = await pool.acquire()
         except UpstreamError as exc:
             if exc.eject:
                 pool.eject()
             return Attempt(None, None, exc.status), pool
-        conn.send(method, target, headers, body)
         try:
+            conn.send(method, target, headers, body)
             while True:
                 event = await conn.next_event()
                 if isinstance(event, h11.Response | h11.InformationalResponse):
                     if isinstance(event, h11.InformationalResponse) and event.status_code != 101:
                         continue  # 1xx other than a protocol switch: wait for the real answer
                     return Attempt(conn, event), pool  # type: ignore[arg-type]
-        except (OSError, UpstreamError) as exc:
+        except (OSError, UpstreamError, h11.LocalProtocolError) as exc:
             conn.close()
             if reused and not conn.got_bytes:
+                fresh_only = True
                 continue  # the backend closed an idle keep-alive connection: not its fault
-            if isinstance(exc, OSError) or exc.eject:
+            if isinstance(exc, OSError) or getattr(exc, "eject", False):
                 pool.eject()
             return Attempt(None, None, 502), pool
+        except BaseException:
+            conn.close()  # cancelled (client gone, timeout): the connection's state is unknown
+            raise
     return Attempt(None, None, 502), pool
 
 

@@ -43,7 +43,8 @@ class EchoBackend:
     port: int = 0
     log: list[Seen] = field(default_factory=list)
     retries: dict[str, int] = field(default_factory=dict)
-    connections: int = 0
+    connections: int = 0  # accepted so far
+    open_connections: int = 0  # accepted and not yet closed
 
     def start(self) -> EchoBackend:
         self._loop = asyncio.new_event_loop()
@@ -81,6 +82,15 @@ class EchoBackend:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        self.open_connections += 1
+        try:
+            await self._serve_connection(reader, writer)
+        finally:
+            self.open_connections -= 1
+
+    async def _serve_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         conn = h11.Connection(h11.SERVER)
         sslobj = writer.get_extra_info("ssl_object")
         sni = getattr(sslobj, "sni", None)

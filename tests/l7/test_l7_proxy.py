@@ -410,3 +410,21 @@ def test_cors_preflight_answered_by_gateway(engine: Engine, echo: Echo) -> None:
     r = request(ADDR, port, "/cors", headers={"Origin": "https://foobar.com"})
     assert r.backend == "a-1" and "access-control-allow-origin" not in r.headers
     assert not [s for s in a.log if s.method == "OPTIONS"]
+
+
+def test_timed_out_attempts_close_their_backend_connections(engine: Engine, echo: Echo) -> None:
+    """A request cut short by a timeout leaves nothing behind: its backend connection, in an
+    unknown state, is closed rather than kept busy or pooled."""
+    a = echo("a-1")
+    port = free_port(ADDR)
+    engine.apply(simple_port(ADDR, port, (rule(backend(a), request_timeout=0.2), [match("/")])))
+    for _ in range(10):
+        assert request(ADDR, port, "/warm").status == 200
+    pooled = a.open_connections  # idle keep-alive connections, one or two per worker
+    for i in range(5):
+        assert request(ADDR, port, f"/slow{i}?delay=1").status == 504
+    deadline = time.monotonic() + 10
+    while a.open_connections > pooled and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert a.open_connections <= pooled
+    assert request(ADDR, port, "/after").status == 200
