@@ -66,8 +66,8 @@ def generate_source(entry: Path = ENTRY) -> str:
                 out.append(line)
                 continue
             inc = (path.parent / m.group(1)).resolve()
-            if not inc.is_relative_to(SOURCE_DIR):
-                inc = (SOURCE_DIR / m.group(1)).resolve()
+            if not inc.exists():
+                inc = (entry.parent / m.group(1)).resolve()
             if inc not in seen:
                 seen.add(inc)
                 out.append(f'#line 1 "{inc}"')
@@ -95,11 +95,14 @@ def _captured_stderr() -> Iterator[list[str]]:
             got.append(tmp.read().decode(errors="replace"))
 
 
-def compile_datapath(cflags: list[str], programs: tuple[str, ...] = tuple(PROGRAMS)) -> Compiled:
-    """Compiles nodegate.c with cflags, loads the programs; pinned maps are
-    reopened (or created and pinned) by bcc. The pin directory must exist."""
+def compile_datapath(
+    cflags: list[str], programs: tuple[str, ...] = tuple(PROGRAMS), entry: Path = ENTRY
+) -> Compiled:
+    """Compiles entry (nodegate.c) with cflags, loads the programs; pinned
+    maps are reopened (or created and pinned) by bcc. The pin directory must
+    exist. Raises HeadersError or CompileError."""
     find_headers()  # a clear error before bcc's unclear one
-    text = generate_source()
+    text = generate_source(entry)
     with _captured_stderr() as diag:
         try:
             b = BPF(text=text.encode(), cflags=list(cflags))
@@ -108,7 +111,7 @@ def compile_datapath(cflags: list[str], programs: tuple[str, ...] = tuple(PROGRA
         else:
             err = None
     if err is not None:
-        raise CompileError(f"bcc could not compile {ENTRY}:\n{''.join(diag).strip()}") from err
+        raise CompileError(f"bcc could not compile {entry}:\n{''.join(diag).strip()}") from err
     progs: dict[str, int] = {}
     try:
         for name in programs:
@@ -121,7 +124,7 @@ def compile_datapath(cflags: list[str], programs: tuple[str, ...] = tuple(PROGRA
                     err = None
             if err is not None:
                 log = "".join(diag).strip()
-                raise CompileError(f"the kernel refused {name} ({ENTRY}):\n{log[-6000:]}") from err
+                raise CompileError(f"the kernel refused {name} ({entry}):\n{log[-6000:]}") from err
             progs[name] = fn.fd
         maps = {}
         for name in MAPS:
