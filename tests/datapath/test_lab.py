@@ -205,7 +205,7 @@ def test_tc_mode_serves_tcp_and_udp_in_the_kernel(lab: Lab, served: dict[str, An
             by = {deployment(p): n for p, n in got.items()}
             assert sum(by.values()) == 200
             assert "backend-v3" not in by  # weight 0: no new flows
-            assert 0.6 <= by["backend-v1"] / 200 <= 0.8, by
+            assert 0.55 <= by["backend-v1"] / 200 <= 0.85, by  # 70%, about 4.5 sd either way
         assert udp["silent"] == 0 and tcp["refused"] == 0
         # Nothing on the gateway node holds a socket on the listener ports.
         assert gateway_sockets(lab, TCP_PORT, UDP_PORT) == []
@@ -316,7 +316,16 @@ def test_apply_changes_backends_without_moving_established_flows(
         assert after == before and after["tcp_pod"] == hello["tcp_pod"]
         fresh = run_json(lab.client, clients.TCP_SAMPLE, vip, TCP_PORT, 20)
         assert {deployment(p) for p in fresh["pods"]} == {"backend-v3"}
-        assert agent.ask(f"apply {served['cfg']} 3")["ok"]
+        # A config that does not fit is refused whole; the last one keeps serving.
+        too_big = tmp_path / "too-big.json"
+        cfg = config(lab, vip, weights=(1, 0, 0))
+        extra = tuple(cfg.l4[0].model_copy(update={"port": 10000 + i}) for i in range(64))
+        too_big.write_text(cfg.model_copy(update={"l4": cfg.l4 + extra}).model_dump_json())
+        refused = agent.ask(f"apply {too_big} 3")
+        assert not refused["ok"] and "max_services" in refused["error"]
+        fresh = run_json(lab.client, clients.TCP_SAMPLE, vip, TCP_PORT, 20)
+        assert {deployment(p) for p in fresh["pods"]} == {"backend-v3"}
+        assert agent.ask(f"apply {served['cfg']} 4")["ok"]
     finally:
         client.kill()
         client.wait()

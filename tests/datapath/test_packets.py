@@ -482,3 +482,18 @@ def test_rst_frees_the_nat_port_at_once(env: Env) -> None:
     for key in ((CLIENT, VIP, 49100, 9300), (B1, GW_B, 3000, snat)):
         entry = _ct(env, *key, P.TCP)
         assert entry is not None and entry.flags & 6 == 6  # NG_CT_CLOSING | NG_CT_RESET
+
+
+def test_malformed_frames_are_counted(env: Env) -> None:
+    stats = env.maps["ng_stats"]
+    assert isinstance(stats, PerCpuMap)
+    slot = ctypes.c_uint32(OPTS["max_services"])  # type: ignore[arg-type]
+
+    def malformed() -> int:
+        return sum(int(v.drops[0]) for v in stats.get_all(slot))
+
+    before = malformed()
+    frame = _ip_frame(P.ipv4(CLIENT, VIP, P.TCP, _tcp_seg()[:12]))
+    for hook in ("xdp", "tc"):
+        assert run(env, hook, frame, env.c_if)[0] == "drop"
+    assert malformed() == before + 2
