@@ -2,6 +2,8 @@
 
     nodegate status --config DIR   print every object's computed status as YAML
     nodegate run --config DIR      run the agent on a folder of YAML (standalone mode)
+    nodegate run [--kubeconfig F]  cluster mode: watch the API server (in a Pod, or with a
+                                   kubeconfig), write status as the Lease holder (agent.cluster)
 
 Exit codes: 0 ok; 1 some input could not be read (the rest is still reported);
 2 the command line or the folder itself is unusable.
@@ -22,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from agent import cluster
 from agent import datapaths as agent_datapaths
 from agent.addresses import AddressManager
 from agent.model import ObjectKey
@@ -65,7 +68,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--config", type=Path, required=True, help="folder of Gateway API YAML (standalone mode)"
+        "--config",
+        type=Path,
+        default=None,
+        help="folder of Gateway API YAML (standalone mode; `run` without it: cluster mode)",
     )
     common.add_argument(
         "--controller-name",
@@ -114,6 +120,7 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="write every object's status here as YAML (replaced atomically on each change)",
     )
+    cluster.add_arguments(run)
     agent_datapaths.add_arguments(run)
     cleanup = sub.add_parser(
         "cleanup",
@@ -132,6 +139,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    if args.config is None:
+        print("nodegate: status needs --config DIR", file=sys.stderr)
+        return 2
     if not args.config.is_dir():
         print(f"nodegate: {args.config}: not a folder", file=sys.stderr)
         return 2
@@ -150,7 +160,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    if not args.config.is_dir():
+    if args.config is not None and not args.config.is_dir():
         print(f"nodegate: {args.config}: not a folder", file=sys.stderr)
         return 2
     store = Store()
@@ -166,6 +176,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"nodegate: cannot start the datapaths: {e}", file=sys.stderr)
         return 2
     options = dataclasses.replace(_options(args), features=features)
+    if args.config is None:
+        try:
+            return cluster.run(args, options, datapaths)
+        finally:
+            agent_datapaths.stop(datapaths)
     reconciler = Reconciler(
         source=FileSource(args.config, store, exclude=(status_file,) if status_file else ()),
         store=store,
