@@ -16,6 +16,7 @@ import asyncio
 import dataclasses
 import ipaddress
 import logging
+import os
 import signal
 import sys
 from collections.abc import Mapping
@@ -24,12 +25,13 @@ from typing import Any
 
 import yaml
 
-from agent import cluster
+from agent import cluster, logs, metrics
 from agent import datapaths as agent_datapaths
 from agent.addresses import AddressManager
+from agent.health import DEFAULT_ADDRESS, HealthServer, parse_address
 from agent.model import ObjectKey
 from agent.node import node_addresses, node_name
-from agent.reconcile import Reconciler
+from agent.reconcile import Datapath, Reconciler
 from agent.sources.files import FileSource
 from agent.status import documents, now, write_status_file
 from agent.store import Store
@@ -59,6 +61,15 @@ def _ip(value: str) -> str:
         return str(ipaddress.ip_address(value))
     except ValueError as e:
         raise argparse.ArgumentTypeError(f"not an IP address: {value!r}") from e
+
+
+def _address(value: str) -> str:
+    if value:
+        try:
+            parse_address(value)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from e
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -97,9 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--node-name", default="", help="this node's name (default: $NODE_NAME or the hostname)"
     )
-    common.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
-    )
+    _log_arguments(common)
     sub.add_parser("status", parents=[common], help="print every object's computed status as YAML")
     run = sub.add_parser("run", parents=[common], help="run the agent")
     run.add_argument(
@@ -120,6 +129,14 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="write every object's status here as YAML (replaced atomically on each change)",
     )
+    run.add_argument(
+        "--metrics-address",
+        default=os.environ.get("NODEGATE_METRICS_ADDRESS", DEFAULT_ADDRESS),
+        type=_address,
+        metavar="HOST:PORT",
+        help=f"serve /metrics, /healthz and /readyz here, '' for none "
+        f"(default {DEFAULT_ADDRESS}; env NODEGATE_METRICS_ADDRESS)",
+    )
     cluster.add_arguments(run)
     agent_datapaths.add_arguments(run)
     cleanup = sub.add_parser(
@@ -132,10 +149,18 @@ def _parser() -> argparse.ArgumentParser:
         metavar="IFACE",
         help="also remove the Gateway addresses nodegate added to IFACE",
     )
-    cleanup.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
-    )
+    _log_arguments(cleanup)
     return p
+
+
+def _log_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--log-level", default="info", choices=logs.LEVELS)
+    p.add_argument(
+        "--log-format",
+        default=os.environ.get("NODEGATE_LOG_FORMAT") or "kv",
+        choices=logs.FORMATS,
+        help="one line per event: key=value (logfmt) or JSON (default kv; env NODEGATE_LOG_FORMAT)",
+    )
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -176,11 +201,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"nodegate: cannot start the datapaths: {e}", file=sys.stderr)
         return 2
     options = dataclasses.replace(_options(args), features=features)
+    server = _serve_metrics(args.metrics_address, datapaths)
     if args.config is None:
         try:
             return cluster.run(args, options, datapaths)
         finally:
             agent_datapaths.stop(datapaths)
+            if server is not None:
+                server.close()
     reconciler = Reconciler(
         source=FileSource(args.config, store, exclude=(status_file,) if status_file else ()),
         store=store,
@@ -203,8 +231,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         asyncio.run(main())
     finally:
         agent_datapaths.stop(datapaths)
+        if server is not None:
+            server.close()
     log.info("stopped")
     return 0
+
+
+def _serve_metrics(address: str, datapaths: list[Datapath]) -> HealthServer | None:
+    """The metrics endpoint, started after the datapaths (bcc compiles before any thread).
+    An address that cannot be bound is logged, not fatal: the datapaths serve without it."""
+    metrics.register_datapaths(datapaths)
+    if not address:
+        return None
+    try:
+        return HealthServer.start(address)
+    except OSError as e:
+        log.error("metrics endpoint %s: %s; running without it", address, e)
+        return None
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
@@ -220,11 +263,7 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(args.log_format, args.log_level)
     try:
         if args.command == "cleanup":
             return cmd_cleanup(args)

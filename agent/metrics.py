@@ -219,7 +219,7 @@ class _AgentState(Collector):
         yield o
         i = GaugeMetricFamily(
             "nodegate_invalid_objects",
-            "Objects of this controller that are not Accepted (or a Route not Accepted by "
+            "Objects of this controller with Accepted or ResolvedRefs not True (a Route: for "
             "one of its parents) at the last translation",
             labels=["kind"],
         )
@@ -265,8 +265,8 @@ def count_by_kind(keys: Iterable[Any]) -> dict[str, int]:
 
 
 def invalid_by_kind(statuses: Mapping[Any, Mapping[str, Any]]) -> dict[str, int]:
-    """Objects whose status says Accepted is not True (themselves, or for one of a Route's
-    parents), per kind."""
+    """Objects whose status has Accepted or ResolvedRefs not True (themselves, or for one
+    of a Route's parents), per kind."""
     out: dict[str, int] = {}
     for k, status in statuses.items():
         if _not_accepted(status):
@@ -276,9 +276,12 @@ def invalid_by_kind(statuses: Mapping[Any, Mapping[str, Any]]) -> dict[str, int]
 
 def _not_accepted(status: Mapping[str, Any]) -> bool:
     for c in status.get("conditions", ()):
-        if c.get("type") == "Accepted" and c.get("status") != "True":
+        if c.get("type") in _VALIDITY and c.get("status") != "True":
             return True
     return any(_not_accepted(p) for p in status.get("parents", ()))
+
+
+_VALIDITY = ("Accepted", "ResolvedRefs")
 
 
 # --------------------------------------------------------------------------

@@ -8,6 +8,9 @@ Invariants:
   the next change or after `retry_after` seconds.
 - Translation failures (a bug, by construction: translation does not fail on bad
   input) are logged and the last good configuration keeps serving.
+- Every translation and every apply is reported to agent.metrics (durations,
+  generations, objects); an apply holds metrics.DATAPATH_LOCK, under which the
+  metrics collectors read the datapaths.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from agent import metrics
+from agent.health import LIVENESS
 from agent.model import ObjectKey
 from agent.nodeconfig import NodeConfig
 from agent.status import now, stamp
@@ -98,6 +103,9 @@ class Reconciler:
     _config: NodeConfig | None = None
     _translated_version: int = -1
 
+    def __post_init__(self) -> None:
+        metrics.AGENT.expect_datapaths(d.name for d in self.datapaths)
+
     def step(self) -> bool:
         """Translate if the store changed, apply if the NodeConfig did; whether it applied."""
         version = self.store.version
@@ -106,8 +114,10 @@ class Reconciler:
         ):
             return False
         started = time.monotonic()
+        snapshot = self.store.snapshot()
         try:
-            result = translate(self.store.snapshot(), self.options)
+            result = translate(snapshot, self.options)
+            translate_seconds = time.monotonic() - started
         except Exception:
             log.exception("translation failed; the last good configuration stays in force")
             self._translated_version = version
@@ -124,6 +134,12 @@ class Reconciler:
                 self.generation,
                 1000 * (time.monotonic() - started),
             )
+        metrics.AGENT.translated(
+            translate_seconds,
+            self.generation,
+            metrics.count_by_kind(snapshot.keys()),
+            metrics.invalid_by_kind(result.statuses),
+        )
         applied = self._apply()
         if self.on_applied is not None and all(
             self.applied.get(d.name) == self.generation for d in self.datapaths
@@ -137,9 +153,13 @@ class Reconciler:
         for d in self.datapaths:
             if self.applied.get(d.name) == self.generation:
                 continue
+            started = time.monotonic()
             try:
-                d.apply(self._config, self.generation)
+                # The metrics collectors read the datapaths under this lock (agent.metrics).
+                with metrics.DATAPATH_LOCK:
+                    d.apply(self._config, self.generation)
             except Exception:
+                metrics.AGENT.apply_failed(d.name, time.monotonic() - started)
                 log.exception(
                     "datapath %s failed to apply generation %d; it keeps generation %s",
                     d.name,
@@ -147,6 +167,7 @@ class Reconciler:
                     self.applied.get(d.name),
                 )
                 continue
+            metrics.AGENT.applied(d.name, self.generation, time.monotonic() - started, self._config)
             self.applied[d.name] = self.generation
             applied = True
         return applied
@@ -174,6 +195,7 @@ class Reconciler:
         seen_version = -1
         next_retry = 0.0
         while not stop.is_set():
+            LIVENESS.tick()
             await loop.run_in_executor(None, self.source.scan)
             t = loop.time()
             if self.store.version != seen_version:

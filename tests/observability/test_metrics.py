@@ -376,6 +376,7 @@ class Key:
         ({"conditions": [{"type": "Accepted", "status": "True"}]}, False),
         ({"conditions": [{"type": "Accepted", "status": "False"}]}, True),
         ({"conditions": [{"type": "Programmed", "status": "False"}]}, False),
+        ({"conditions": [{"type": "ResolvedRefs", "status": "False"}]}, True),
         ({"parents": [{"conditions": [{"type": "Accepted", "status": "True"}]}]}, False),
         (
             {
