@@ -30,7 +30,17 @@ from bpf.maps import MapHandle
 SOURCE_DIR = Path(__file__).resolve().parent
 ENTRY = SOURCE_DIR / "nodegate.c"
 PROGRAMS = {"ng_xdp": BPF.XDP, "ng_tc": BPF.SCHED_CLS, "ng_pass": BPF.XDP}
-MAPS = ("ng_svc", "ng_backends", "ng_maglev", "ng_ct", "ng_stats", "ng_params")
+MAPS = (
+    "ng_svc",
+    "ng_backends",
+    "ng_maglev",
+    "ng_ct",
+    "ng_stats",
+    "ng_params",
+    "ng_svc6",
+    "ng_backends6",
+    "ng_ct6",
+)
 
 _LOCAL_INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"\s*$')
 

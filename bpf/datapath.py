@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import itertools
 import logging
 import os
 import time
@@ -46,7 +47,17 @@ from bpf.tables import TableWriter
 log = logging.getLogger(__name__)
 
 MODES = ("auto", "xdp", "xdp-generic", "tc")
-MAP_NAMES = ("ng_svc", "ng_backends", "ng_maglev", "ng_ct", "ng_stats", "ng_params")
+MAP_NAMES = (
+    "ng_svc",
+    "ng_backends",
+    "ng_maglev",
+    "ng_ct",
+    "ng_stats",
+    "ng_params",
+    "ng_svc6",
+    "ng_backends6",
+    "ng_ct6",
+)
 NG_CT_REPLY = 1
 NG_CT_CLOSING = 2
 _PROTO_NAMES = {6: "TCP", 17: "UDP"}
@@ -238,7 +249,7 @@ class L4Datapath:
         o = self.options
         now = time.monotonic_ns()  # bpf_ktime_get_ns is CLOCK_MONOTONIC
         flows = entries = 0
-        for k, v in self._maps["ng_ct"].items():
+        for k, v in itertools.chain(self._maps["ng_ct"].items(), self._maps["ng_ct6"].items()):
             if k.proto == 6:
                 timeout = o.tcp_fin_timeout if v.flags & NG_CT_CLOSING else o.tcp_timeout
             else:

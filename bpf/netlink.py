@@ -16,6 +16,7 @@ worker thread, created here and so born in the same network namespace.
 from __future__ import annotations
 
 import errno
+import socket
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -190,8 +191,9 @@ class Netlink:
 
     def _route_source(self, dst: str) -> str | None:
         """The address the node would send from to reach dst (full-NAT source)."""
+        family = socket.AF_INET6 if ":" in dst else socket.AF_INET
         try:
-            routes = self._ipr.route("get", dst=dst)
+            routes = self._ipr.route("get", dst=dst, family=family)
         except NetlinkError:
             return None
         for r in routes:

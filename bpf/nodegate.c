@@ -7,6 +7,8 @@
  *   ng_xdp   XDP (native or generic) on every served interface
  *   ng_tc    tc clsact ingress, direct action: the whole datapath, and in
  *            XDP mode the finisher for what XDP passes (unresolved next hop)
+ * IPv4 goes through lb4_decide, IPv6 through lb6_decide (lib/lb6.h).
+ *
  *   ng_pass  XDP_PASS only: for veth peers that must take XDP_REDIRECTed
  *            frames (the lab and the bench; never attached by the agent) */
 #include <uapi/linux/bpf.h>
@@ -14,28 +16,106 @@
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
+#include <linux/ipv6.h>
 #include <linux/tcp.h>
 #include <linux/udp.h>
 #include <linux/socket.h>
 
 #include "lib/consts.h"
 #include "lib/structs.h"
+#include "lib/structs6.h"
 #include "lib/maps.h"
+#include "lib/maps6.h"
 #include "lib/parse.h"
 #include "lib/csum.h"
 #include "lib/hash.h"
+#include "lib/parse6.h"
 #include "lib/stats.h"
 #include "lib/maglev.h"
 #include "lib/conntrack.h"
 #include "lib/lb4.h"
+#include "lib/lb6.h"
 #include "lib/reset.h"
 #include "lib/xdp.h"
 #include "lib/tc.h"
+
+static __always_inline int ng_xdp6(struct xdp_md *ctx, void *data, void *data_end)
+{
+	struct pkt6 p = {};
+	p.ifindex = ctx->ingress_ifindex;
+	int rc = parse_ipv6(data, data_end, (u32)(data_end - data), &p);
+	if (rc == NG_PASS)
+		return XDP_PASS;
+	if (rc == NG_DROP) {
+		stats_drop(NG_STATS_GLOBAL, NG_DROP_MALFORMED);
+		return XDP_DROP;
+	}
+	if (p.len > NG_XDP_MAX_FRAME)
+		return XDP_PASS;
+	struct verdict6 v = {};
+	lb6_decide(ctx, &p, p.l4_len + NG_IP6_HLEN, &v);
+	switch (v.action) {
+	case NG_FWD:
+		if (xdp6_rewrite(ctx, &p, &v.nat))
+			return XDP_DROP;
+		stats_packet(v.slot, v.reply, p.len);
+		return bpf_redirect(v.nat.ifindex, 0);
+	case NG_DROP:
+		stats_drop(v.slot, v.reason);
+		return XDP_DROP;
+	case NG_RESET:
+		stats_drop(v.slot, v.reason);
+		return xdp6_reset(ctx, &p);
+	default:
+		return XDP_PASS;
+	}
+}
+
+static __always_inline int ng_tc6(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct pkt6 p = {};
+	p.ifindex = skb->ifindex;
+	int rc = parse_ipv6(data, data_end, skb->len, &p);
+	if (rc == NG_PASS)
+		return TC_ACT_OK;
+	if (rc == NG_DROP) {
+		stats_drop(NG_STATS_GLOBAL, NG_DROP_MALFORMED);
+		return TC_ACT_SHOT;
+	}
+	struct verdict6 v = {};
+	lb6_decide(skb, &p, 0, &v);
+	u32 segs = skb->gso_segs > 1 ? skb->gso_segs : 1;
+	switch (v.action) {
+	case NG_FWD:
+	case NG_NEIGH:
+		if (tc6_rewrite(skb, &p, &v.nat, v.action == NG_FWD))
+			return TC_ACT_SHOT;
+		stats_packet(v.slot, v.reply, p.len);
+		if (segs > 1)
+			stats_packet_segs(v.slot, v.reply, segs - 1);
+		if (v.action == NG_FWD)
+			return bpf_redirect(v.nat.ifindex, 0);
+		return ng_redirect_neigh(v.nat.ifindex, NULL, 0, 0);
+	case NG_DROP:
+		stats_drop(v.slot, v.reason);
+		return TC_ACT_SHOT;
+	case NG_RESET:
+		stats_drop(v.slot, v.reason);
+		return tc6_reset(skb, &p);
+	default:
+		return TC_ACT_OK;
+	}
+}
 
 int ng_xdp(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) <= data_end && eth->h_proto == htons(ETH_P_IPV6))
+		return ng_xdp6(ctx, data, data_end);
 	struct pkt p = {};
 	p.ifindex = ctx->ingress_ifindex;
 	int rc = parse_ipv4(data, data_end, (u32)(data_end - data), &p);
@@ -68,8 +148,10 @@ int ng_xdp(struct xdp_md *ctx)
 
 int ng_tc(struct __sk_buff *skb)
 {
-	if ((long)skb->data + NG_L4_OFF + 20 > (long)skb->data_end)
-		bpf_skb_pull_data(skb, skb->len < NG_L4_OFF + 20 ? skb->len : NG_L4_OFF + 20);
+	if ((long)skb->data + NG_L4_OFF6 + 20 > (long)skb->data_end)
+		bpf_skb_pull_data(skb, skb->len < NG_L4_OFF6 + 20 ? skb->len : NG_L4_OFF6 + 20);
+	if (skb->protocol == htons(ETH_P_IPV6))
+		return ng_tc6(skb);
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
 	struct pkt p = {};

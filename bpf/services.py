@@ -11,8 +11,9 @@ Each L4Listener becomes one service keyed (address, port, protocol);
 - weight 0 rows get no Maglev slot, so no new flows;
 - no row with weight > 0 means the listener rejects everything.
 
-IPv6 listeners and endpoints are left out (the BPF side is IPv4 only for
-now) and reported in Plan.skipped.
+IPv4 and IPv6 listeners alike; an endpoint of the other family than its
+listener's cannot be reached without NAT64 and is left out (reported in
+Plan.skipped).
 """
 
 from __future__ import annotations
@@ -62,11 +63,17 @@ class Plan:
     skipped: list[str] = field(default_factory=list)
 
 
-def _is_v4(addr: str) -> bool:
+def _family(addr: str) -> int:
+    """4, 6, or 0 for something that is not an address."""
     try:
-        return isinstance(ip_address(addr), IPv4Address)
+        a = ip_address(addr)
     except ValueError:
-        return False
+        return 0
+    return 4 if isinstance(a, IPv4Address) else 6
+
+
+def is_v6(address: str) -> bool:
+    return _family(address) == 6
 
 
 def plan_services(
@@ -80,15 +87,16 @@ def plan_services(
     plan = Plan()
     seen: set[tuple[str, int, int]] = set()
     for lst in listeners:
-        if not _is_v4(lst.address):
-            plan.skipped.append(f"{lst.ref}: {lst.protocol} {lst.address}:{lst.port} (IPv6 waits)")
+        fam = _family(lst.address)
+        if not fam:
+            plan.skipped.append(f"{lst.ref}: {lst.address!r} is not an IP address")
             continue
-        key = (str(IPv4Address(lst.address)), lst.port, PROTOCOLS[lst.protocol])
+        key = (str(ip_address(lst.address)), lst.port, PROTOCOLS[lst.protocol])
         if key in seen:
             plan.skipped.append(f"{lst.ref}: duplicate {lst.protocol} {lst.address}:{lst.port}")
             continue
         seen.add(key)
-        rows = _rows(lst, snat_source, plan.skipped)
+        rows = _rows(lst, fam, snat_source, plan.skipped)
         if len(rows) > max_backends:
             raise ValueError(
                 f"{lst.ref}: {len(rows)} backend endpoints, more than max_backends={max_backends}"
@@ -103,28 +111,30 @@ def plan_services(
 
 
 def _rows(
-    lst: L4Listener, snat_source: Callable[[str], str | None], skipped: list[str]
+    lst: L4Listener, fam: int, snat_source: Callable[[str], str | None], skipped: list[str]
 ) -> list[Row]:
     rows: list[Row] = []
     names: set[str] = set()
+    none = "0.0.0.0" if fam == 4 else "::"
     for b in lst.backends:
         if b.weight < 0:
             raise ValueError(f"{lst.ref}: negative weight on {b.ref}")
-        eps = [e for e in b.endpoints if _is_v4(e.address)]
+        eps = [e for e in b.endpoints if _family(e.address) == fam]
         skipped.extend(
-            f"{lst.ref}: endpoint {e.address} of {b.ref} (IPv6 waits)"
+            f"{lst.ref}: endpoint {e.address} of {b.ref} is not IPv{fam} like the listener"
             for e in b.endpoints
-            if not _is_v4(e.address)
+            if _family(e.address) != fam
         )
         if b.invalid or not eps:
             name = f"invalid:{b.ref}"
             if name not in names:
                 names.add(name)
-                rows.append(Row(name, "0.0.0.0", 0, "0.0.0.0", True, Fraction(b.weight)))
+                rows.append(Row(name, none, 0, none, True, Fraction(b.weight)))
             continue
         share = Fraction(b.weight, len(eps))
         for e in eps:
-            name = f"{e.address}:{e.port}"
+            addr = str(ip_address(e.address))
+            name = f"[{addr}]:{e.port}" if fam == 6 else f"{addr}:{e.port}"
             if name in names:  # the same endpoint behind two backendRefs: add up
                 i = next(i for i, r in enumerate(rows) if r.name == name)
                 r = rows[i]
@@ -134,7 +144,7 @@ def _rows(
             src = snat_source(e.address)
             if src is None:
                 skipped.append(f"{lst.ref}: no route to endpoint {e.address} of {b.ref}")
-                rows.append(Row(f"unroutable:{name}", e.address, e.port, "0.0.0.0", True, share))
+                rows.append(Row(f"unroutable:{name}", addr, e.port, none, True, share))
                 continue
-            rows.append(Row(name, e.address, e.port, src, False, share))
+            rows.append(Row(name, addr, e.port, src, False, share))
     return rows

@@ -16,15 +16,26 @@ from __future__ import annotations
 
 import ctypes
 import socket
+import struct
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 from bpf.maps import Map, PerCpuMap
 from bpf.options import Options
-from bpf.services import Plan, Service
+from bpf.services import Plan, Service, is_v6
 
 NG_SVC_REJECT = 1
 NG_BACKEND_INVALID = 1
+
+
+def be128(addr: str) -> list[int]:
+    """An IPv6 address as four host-order integers whose memory is network order."""
+    return list(struct.unpack("=4I", socket.inet_pton(socket.AF_INET6, addr)))
+
+
+def from_be128(words: Any) -> str:
+    return socket.inet_ntop(socket.AF_INET6, struct.pack("=4I", *words))
 
 
 def be32(addr: str) -> int:
@@ -55,6 +66,8 @@ class TableWriter:
     def __init__(self, maps: dict[str, Map], options: Options) -> None:
         self.svc = maps["ng_svc"]
         self.backends = maps["ng_backends"]
+        self.svc6 = maps["ng_svc6"]
+        self.backends6 = maps["ng_backends6"]
         self.maglev = maps["ng_maglev"]
         stats = maps["ng_stats"]
         assert isinstance(stats, PerCpuMap)
@@ -62,16 +75,24 @@ class TableWriter:
         self.opt = options
         self.live: dict[tuple[str, int, int], Live] = {}
 
+    def svc_map(self, key: tuple[str, int, int]) -> Map:
+        return self.svc6 if is_v6(key[0]) else self.svc
+
     def key(self, key: tuple[str, int, int]) -> ctypes.Structure:
-        k = self.svc.Key()
-        k.addr, k.port, k.proto = be32(key[0]), be16(key[1]), key[2]
+        m = self.svc_map(key)
+        k = m.Key()
+        k.addr = type(k.addr)(*be128(key[0])) if m is self.svc6 else be32(key[0])
+        k.port, k.proto = be16(key[1]), key[2]
         return k  # type: ignore[no-any-return]
 
     def load(self) -> None:
-        """Adopts what a previous agent left in the pinned ng_svc."""
+        """Adopts what a previous agent left in the pinned ng_svc and ng_svc6."""
         self.live.clear()
         for k, v in self.svc.items():
             key = (from_be32(k.addr), from_be16(k.port), int(k.proto))
+            self.live[key] = Live(None, int(v.id), int(v.table))
+        for k, v in self.svc6.items():
+            key = (from_be128(k.addr), from_be16(k.port), int(k.proto))
             self.live[key] = Live(None, int(v.id), int(v.table))
 
     def _free_tables(self) -> list[int]:
@@ -83,14 +104,20 @@ class TableWriter:
         return [i for i in range(self.opt.max_services) if i not in used]
 
     def _write_table(self, svc: Service, table: int) -> None:
+        v6 = is_v6(svc.key[0])
+        backends = self.backends6 if v6 else self.backends
         rows = []
         for r in svc.rows:
-            b = self.backends.Leaf()
-            if not r.invalid:
+            b = backends.Leaf()
+            if not r.invalid and v6:
+                b.addr = type(b.addr)(*be128(r.address))
+                b.snat_addr = type(b.snat_addr)(*be128(r.snat_address))
+                b.port = be16(r.port)
+            elif not r.invalid:
                 b.addr, b.snat_addr, b.port = be32(r.address), be32(r.snat_address), be16(r.port)
             b.flags = NG_BACKEND_INVALID if r.invalid else 0
             rows.append(b)
-        self.backends.set_many_structs(table * self.opt.max_backends, rows)
+        backends.set_many_structs(table * self.opt.max_backends, rows)
         self.maglev.set_many(table * self.opt.maglev_size, list(svc.table))
 
     def apply(self, plan: Plan, generation: int) -> None:
@@ -123,7 +150,7 @@ class TableWriter:
                 v.id, v.table = sid, new_tables[s.key]
                 v.flags = NG_SVC_REJECT if s.reject else 0
                 v.gen = generation & 0xFFFFFFFF
-                self.svc.set(self.key(s.key), v)
+                self.svc_map(s.key).set(self.key(s.key), v)
                 flipped.append((s.key, old))
                 self.live[s.key] = Live(s, sid, new_tables[s.key])
         except BaseException:
@@ -131,7 +158,7 @@ class TableWriter:
             raise
         for key, lv in list(self.live.items()):  # 3. remove what is gone
             if key not in desired:
-                self.svc.delete(self.key(key))
+                self.svc_map(key).delete(self.key(key))
                 del self.live[key]
             elif lv.service is not desired[key] and lv.service is not None:
                 lv.service = desired[key]  # same datapath content, newer listener refs
@@ -139,11 +166,11 @@ class TableWriter:
     def _roll_back(self, flipped: list[tuple[tuple[str, int, int], Live | None]]) -> None:
         for key, old in reversed(flipped):
             if old is None:
-                self.svc.delete(self.key(key))
+                self.svc_map(key).delete(self.key(key))
                 self.live.pop(key, None)
                 continue
             v = self.svc.Leaf()
             v.id, v.table = old.id, old.table
             v.flags = NG_SVC_REJECT if old.service is not None and old.service.reject else 0
-            self.svc.set(self.key(key), v)
+            self.svc_map(key).set(self.key(key), v)
             self.live[key] = old

@@ -1,6 +1,6 @@
 /* parse.h: Ethernet -> IPv4 -> TCP/UDP into struct pkt.
  *
- * What is not ours passes untouched: non-IPv4 (IPv6 waits, see README),
+ * What is not ours passes untouched: non-IP (IPv6 is parse6.h),
  * IPv4 with options, fragments, protocols other than TCP and UDP.
  * What is malformed is dropped: the kernel's ip_rcv/tcp_v4_rcv/udp_rcv would
  * drop it too, so nothing is lost, and we never rewrite or forward it. */

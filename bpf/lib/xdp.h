@@ -71,4 +71,62 @@ static __always_inline int xdp_reset(struct xdp_md *ctx, const struct pkt *p)
 	return XDP_TX;
 }
 
+
+/* IPv6: no header checksum; the L4 one covers the addresses (pseudo-header).
+ * Returns: 0, or -1 if the headers moved out of reach. */
+static __always_inline int xdp6_rewrite(struct xdp_md *ctx, const struct pkt6 *p,
+					const struct nat6 *n)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct ipv6hdr *ip6 = data + NG_ETH_HLEN;
+	__be16 *ports = data + NG_L4_OFF6;
+	__sum16 *l4check;
+	if (p->proto == IPPROTO_TCP) {
+		struct tcphdr *tcp = data + NG_L4_OFF6;
+		if ((void *)(tcp + 1) > data_end)
+			return -1;
+		l4check = &tcp->check;
+	} else {
+		struct udphdr *udp = data + NG_L4_OFF6;
+		if ((void *)(udp + 1) > data_end)
+			return -1;
+		l4check = &udp->check;
+	}
+	if ((void *)(ports + 2) > data_end || (void *)(ip6 + 1) > data_end)
+		return -1;
+	__builtin_memcpy(eth->h_dest, n->dmac, 6);
+	__builtin_memcpy(eth->h_source, n->smac, 6);
+	__sum16 l = *l4check;
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		l = csum_update4(l, ip6->saddr.s6_addr32[i], n->saddr[i]);
+		l = csum_update4(l, ip6->daddr.s6_addr32[i], n->daddr[i]);
+	}
+	l = csum_update2(l, ports[0], n->sport);
+	l = csum_update2(l, ports[1], n->dport);
+	if (p->proto == IPPROTO_UDP && l == 0)
+		l = 0xffff;
+	*l4check = l;
+	a6_copy(ip6->saddr.s6_addr32, n->saddr);
+	a6_copy(ip6->daddr.s6_addr32, n->daddr);
+	ports[0] = n->sport;
+	ports[1] = n->dport;
+	ip6->hop_limit--;
+	return 0;
+}
+
+static __always_inline int xdp6_reset(struct xdp_md *ctx, const struct pkt6 *p)
+{
+	int excess = (int)(ctx->data_end - ctx->data) - NG_RST6_LEN;
+	if (excess > 0 && bpf_xdp_adjust_tail(ctx, -excess))
+		return XDP_DROP;
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	if (rst6_build(data, data_end, p))
+		return XDP_DROP;
+	return XDP_TX;
+}
+
 #endif

@@ -31,8 +31,9 @@ UDP_SAMPLE = r"""
 import collections, json, select, socket, sys, time
 vip, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 socks = []
+family = socket.AF_INET6 if ":" in vip else socket.AF_INET
 for _ in range(count):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s = socket.socket(family, socket.SOCK_DGRAM)
     s.connect((vip, port))
     s.send(b"gateway-api-conformance-udp-echo")
     socks.append(s)

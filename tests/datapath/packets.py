@@ -34,6 +34,12 @@ def eth(dst: str, src: str, ethertype: int, payload: bytes) -> bytes:
 
 
 def _pseudo(src: str, dst: str, proto: int, length: int) -> bytes:
+    if ":" in src:  # RFC 8200 8.1
+        return (
+            socket.inet_pton(socket.AF_INET6, src)
+            + socket.inet_pton(socket.AF_INET6, dst)
+            + struct.pack("!IxxxB", length, proto)
+        )
     return socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, proto, length)
 
 
@@ -96,6 +102,46 @@ def ipv4(
     hdr += options
     c = csum(hdr) ^ (0x1234 if bad_csum else 0)
     return hdr[:10] + struct.pack("!H", c) + hdr[12:] + payload
+
+
+def ipv6(
+    src: str, dst: str, nh: int, payload: bytes, hop: int = 64, plen: int | None = None
+) -> bytes:
+    length = len(payload) if plen is None else plen
+    return (
+        struct.pack("!IHBB", 6 << 28, length, nh, hop)
+        + socket.inet_pton(socket.AF_INET6, src)
+        + socket.inet_pton(socket.AF_INET6, dst)
+        + payload
+    )
+
+
+def tcp6(
+    smac: str, dmac: str, src: str, dst: str, sport: int, dport: int, hop: int = 64, **kw: object
+) -> bytes:
+    return eth(
+        dmac, smac, ETH_IPV6, ipv6(src, dst, TCP, tcp(src, dst, sport, dport, **kw), hop=hop)
+    )  # type: ignore[arg-type]
+
+
+def udp6(
+    smac: str, dmac: str, src: str, dst: str, sport: int, dport: int, payload: bytes, hop: int = 64
+) -> bytes:
+    return eth(
+        dmac, smac, ETH_IPV6, ipv6(src, dst, UDP, udp(src, dst, sport, dport, payload), hop=hop)
+    )
+
+
+def fields6(frame: bytes) -> dict[str, object]:
+    ip = frame[14:54]
+    sport, dport = struct.unpack("!HH", frame[54:58])
+    return {
+        "src": socket.inet_ntop(socket.AF_INET6, ip[8:24]),
+        "dst": socket.inet_ntop(socket.AF_INET6, ip[24:40]),
+        "hop": ip[7],
+        "sport": sport,
+        "dport": dport,
+    }
 
 
 def tcp4(smac: str, dmac: str, src: str, dst: str, sport: int, dport: int, **kw: object) -> bytes:

@@ -386,3 +386,90 @@ def test_cleanup_removes_programs_maps_and_ports(lab: Lab, served: dict[str, Any
     assert "xdp" not in lab.gateway.ip("link", "show", lab.gateway.client_link.name)
     with in_netns(lab.gateway.netns):
         assert cleanup(pin) == []
+
+
+V6_PORT_TCP, V6_PORT_UDP = 9400, 5400
+
+
+def _enable_ipv6(lab: Lab) -> tuple[str, list[str]]:
+    """IPv6 on the lab (it starts IPv4 only): the gateway node routes
+    fd00:18::/64 (clients) and fd00:19::/64 (backends); the VIP is fd00:18:1::1."""
+
+    def sysctls(host: Host, forwarding: bool) -> None:
+        names = ["all", "default", *(link.name for link in host.links.values())]
+        argv = [f"net.ipv6.conf.{n}.disable_ipv6=0" for n in names]
+        argv += [f"net.ipv6.conf.all.forwarding={int(forwarding)}"]
+        host.check_output(["sysctl", "-q", "-w", *argv])
+
+    gw = lab.gateway
+    sysctls(gw, True)
+    gw.ip("addr", "replace", "fd00:18::1/64", "dev", gw.client_link.name, "nodad")
+    gw.ip("addr", "replace", "fd00:19::1/64", "dev", gw.backend_link.name, "nodad")
+    gw.ip("addr", "replace", "fd00:18:1::1/128", "dev", gw.client_link.name, "nodad")
+    sysctls(lab.client, False)
+    lab.client.ip(
+        "addr", "replace", "fd00:18::2/64", "dev", lab.client.links["client"].name, "nodad"
+    )
+    lab.client.ip("-6", "route", "replace", "fd00::/16", "via", "fd00:18::1")
+    addrs = []
+    for i, b in enumerate(lab.backends[:3]):
+        sysctls(b, False)
+        addr = f"fd00:19::{i + 2}"
+        b.ip("addr", "replace", f"{addr}/64", "dev", b.links["backend"].name, "nodad")
+        b.ip("-6", "route", "replace", "default", "via", "fd00:19::1")
+        addrs.append(addr)
+    return "fd00:18:1::1", addrs
+
+
+def test_ipv6_tcp_and_udp_end_to_end(lab: Lab, served: dict[str, Any], tmp_path: Path) -> None:
+    vip6, addrs = _enable_ipv6(lab)
+
+    def v6_backends(port: int) -> tuple[Backend, ...]:
+        return tuple(
+            Backend(
+                ref=Ref(kind="Service", namespace=NS, name=f"backend-v{i + 1}"),
+                weight=w,
+                endpoints=(Endpoint(address=a, port=port),),
+            )
+            for i, (a, w) in enumerate(zip(addrs, (1, 1, 0), strict=True))
+        )
+
+    cfg = NodeConfig(
+        l4=(
+            L4Listener(
+                ref=gw_ref("tcp6"),
+                gateway=gw_ref(""),
+                protocol="TCP",
+                address=vip6,
+                port=V6_PORT_TCP,
+                backends=v6_backends(3000),
+            ),
+            L4Listener(
+                ref=gw_ref("udp6"),
+                gateway=gw_ref(""),
+                protocol="UDP",
+                address=vip6,
+                port=V6_PORT_UDP,
+                backends=v6_backends(8080),
+            ),
+        )
+    )
+    path = tmp_path / "v6.json"
+    path.write_text(cfg.model_dump_json())
+    agent = Agent(lab, pin_dir_for("v6"), "tc", path)
+    try:
+        assert agent.ready["skipped"] == []
+        tcp = run_json(lab.client, clients.TCP_SAMPLE, vip6, V6_PORT_TCP, 60)
+        udp = run_json(lab.client, clients.UDP_SAMPLE, vip6, V6_PORT_UDP, 60)
+        for got in (tcp["pods"], udp["pods"]):
+            by = {deployment(p): n for p, n in got.items()}
+            assert sum(by.values()) == 60 and set(by) == {"backend-v1", "backend-v2"}, by
+        assert udp["silent"] == 0
+        assert gateway_sockets(lab, V6_PORT_TCP, V6_PORT_UDP) == []
+        c = agent.ask("counters")
+        assert {x["port"]: x["new_flows"] for x in c["listeners"]} == {
+            V6_PORT_TCP: 60,
+            V6_PORT_UDP: 60,
+        }
+    finally:
+        agent.exit()

@@ -34,6 +34,8 @@ GW_C = "198.18.0.1"  # the gateway node on the client segment
 GW_B = "198.19.0.1"  # ... on the backend segment: the full-NAT source
 CLIENT = "198.18.0.50"
 B1, B2 = "198.19.0.50", "198.19.0.51"
+VIP6, GW_C6, GW_B6 = "fd00:18:1::200", "fd00:18::1", "fd00:19::1"
+CLIENT6, B1_6 = "fd00:18::50", "fd00:19::50"
 CLIENT_MAC = "02:00:00:00:00:50"
 B1_MAC, B2_MAC = "02:00:00:00:01:50", "02:00:00:00:01:51"
 SNAT = (61000, 61999)
@@ -42,7 +44,7 @@ OPTS = dict(
     udp_timeout=1.0,
     tcp_timeout=30.0,
     tcp_fin_timeout=1.0,
-    max_services=8,
+    max_services=12,
     max_backends=16,
     maglev_size=251,
     ct_size=4096,
@@ -76,6 +78,9 @@ CONFIG = NodeConfig(
         listener("rejectu", "UDP", VIP, 5301, svc("gone", 1, invalid="BackendNotFound")),
         listener("any", "TCP", "0.0.0.0", 7000, svc("b2", 1, (B2, 3000))),
         listener("none", "TCP", VIP, 9302),
+        listener("tcp6", "TCP", VIP6, 9300, svc("b1", 1, (B1_6, 3000))),
+        listener("udp6", "UDP", VIP6, 5300, svc("b1", 1, (B1_6, 8080))),
+        listener("reject6", "TCP", VIP6, 9301, svc("gone", 1, invalid="BackendNotFound")),
     )
 )
 
@@ -115,9 +120,21 @@ def env(lab: Lab, pin_root: None) -> Iterator[Env]:
     ):
         gw.ip("neigh", "replace", addr, "lladdr", lladdr, "dev", dev, "nud", "permanent")
     gw.ip("addr", "add", f"{VIP}/32", "dev", c_name)
+    # IPv6, which the lab leaves off: on the gateway node only (frames are made up here).
+    v6 = ["net.ipv6.conf.all.disable_ipv6=0", "net.ipv6.conf.default.disable_ipv6=0"]
+    v6 += [f"net.ipv6.conf.{n}.disable_ipv6=0" for n in (c_name, b_name)]
+    gw.check_output(["sysctl", "-q", "-w", *v6, "net.ipv6.conf.all.forwarding=1"])
+    for addr, dev in ((f"{GW_C6}/64", c_name), (f"{GW_B6}/64", b_name), (f"{VIP6}/128", c_name)):
+        gw.ip("addr", "replace", addr, "dev", dev, "nodad")
+    for addr, lladdr, dev in ((CLIENT6, CLIENT_MAC, c_name), (B1_6, B1_MAC, b_name)):
+        gw.ip("-6", "neigh", "replace", addr, "lladdr", lladdr, "dev", dev, "nud", "permanent")
     writer = TableWriter(maps, opt)
     plan = plan_services(
-        CONFIG.l4, lambda a: GW_B, opt.maglev_size, opt.max_backends, opt.max_services
+        CONFIG.l4,
+        lambda a: GW_B6 if ":" in a else GW_B,
+        opt.maglev_size,
+        opt.max_backends,
+        opt.max_services,
     )
     writer.apply(plan, 1)
     c_if, c_mac = _link(lab, c_name)
@@ -170,7 +187,6 @@ def _tcp_seg(dport: int = 9300, **kw: object) -> bytes:
 UNTOUCHED = [
     # description, frame, verdict
     ("ARP", P.eth("ff:ff:ff:ff:ff:ff", CLIENT_MAC, P.ETH_ARP, bytes(28)), "pass"),
-    ("IPv6 (waits)", P.eth(V, CLIENT_MAC, P.ETH_IPV6, bytes(60)), "pass"),
     ("ICMP to the VIP", _ip_frame(P.ipv4(CLIENT, VIP, P.ICMP, bytes(16))), "pass"),
     ("TCP to the VIP, another port", _ip_frame(P.ipv4(CLIENT, VIP, P.TCP, _tcp_seg(22))), "pass"),
     (
@@ -251,6 +267,51 @@ UNTOUCHED = [
     (
         "bad IPv4 checksum to a listener",
         _ip_frame(P.ipv4(CLIENT, VIP, P.TCP, _tcp_seg(), bad_csum=True)),
+        "drop",
+    ),
+]
+
+
+def _ip6_frame(payload: bytes) -> bytes:
+    return P.eth(V, CLIENT_MAC, P.ETH_IPV6, payload)
+
+
+def _tcp6_seg(dport: int = 9300) -> bytes:
+    return P.tcp(CLIENT6, VIP6, 40000, dport)
+
+
+UNTOUCHED += [
+    ("ICMPv6 to the VIP", _ip6_frame(P.ipv6(CLIENT6, VIP6, 58, bytes(16))), "pass"),
+    (
+        "IPv6 extension header before TCP",
+        _ip6_frame(P.ipv6(CLIENT6, VIP6, 0, bytes([6, 0]) + bytes(6) + _tcp6_seg())),
+        "pass",
+    ),
+    (
+        "TCP to another IPv6 address",
+        _ip6_frame(
+            P.ipv6(CLIENT6, "fd00:19::99", P.TCP, P.tcp(CLIENT6, "fd00:19::99", 40000, 9300))
+        ),
+        "pass",
+    ),
+    (
+        "TCP to the IPv6 VIP, another port",
+        _ip6_frame(P.ipv6(CLIENT6, VIP6, P.TCP, _tcp6_seg(22))),
+        "pass",
+    ),
+    (
+        "IPv6 payload length beyond the frame",
+        _ip6_frame(P.ipv6(CLIENT6, VIP6, P.TCP, _tcp6_seg(), plen=900)),
+        "drop",
+    ),
+    (
+        "IPv6 ethertype, version 4",
+        _ip6_frame(bytes([0x45]) + P.ipv6(CLIENT6, VIP6, P.TCP, _tcp6_seg())[1:]),
+        "drop",
+    ),
+    (
+        "IPv6 TCP header cut short",
+        _ip6_frame(P.ipv6(CLIENT6, VIP6, P.TCP, _tcp6_seg()[:10])),
         "drop",
     ),
 ]
@@ -497,3 +558,63 @@ def test_malformed_frames_are_counted(env: Env) -> None:
     for hook in ("xdp", "tc"):
         assert run(env, hook, frame, env.c_if)[0] == "drop"
     assert malformed() == before + 2
+
+
+# --- IPv6 -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("hook", ["xdp", "tc"])
+def test_ipv6_tcp_flow_is_natted_both_ways(env: Env, hook: str) -> None:
+    cport = 51000 + (hook == "tc")
+    syn = P.tcp6(CLIENT_MAC, env.c_mac, CLIENT6, VIP6, cport, 9300, flags=P.SYN, seq=7)
+    verdict, out = run(env, hook, syn, env.c_if)
+    assert verdict == "redirect"
+    snat = int(P.fields6(out)["sport"])  # type: ignore[call-overload]
+    assert SNAT[0] <= snat <= SNAT[1]
+    assert out == P.tcp6(env.b_mac, B1_MAC, GW_B6, B1_6, snat, 3000, hop=63, flags=P.SYN, seq=7)
+    synack = P.tcp6(B1_MAC, env.b_mac, B1_6, GW_B6, 3000, snat, flags=P.SYN | P.ACK, seq=99, ack=8)
+    verdict, out = run(env, hook, synack, env.b_if)
+    assert verdict == "redirect"
+    assert out == P.tcp6(
+        env.c_mac,
+        CLIENT_MAC,
+        VIP6,
+        CLIENT6,
+        9300,
+        cport,
+        hop=63,
+        flags=P.SYN | P.ACK,
+        seq=99,
+        ack=8,
+    )
+
+
+@pytest.mark.parametrize("hook", ["xdp", "tc"])
+def test_ipv6_udp_reply_comes_from_the_listener_address(env: Env, hook: str) -> None:
+    cport = 52000 + (hook == "tc")
+    dgram = P.udp6(
+        CLIENT_MAC, env.c_mac, CLIENT6, VIP6, cport, 5300, b"gateway-api-conformance-udp-echo"
+    )
+    verdict, out = run(env, hook, dgram, env.c_if)
+    assert verdict == "redirect"
+    snat = int(P.fields6(out)["sport"])  # type: ignore[call-overload]
+    assert out == P.udp6(
+        env.b_mac, B1_MAC, GW_B6, B1_6, snat, 8080, b"gateway-api-conformance-udp-echo", hop=63
+    )
+    reply = P.udp6(B1_MAC, env.b_mac, B1_6, GW_B6, 8080, snat, b"{}")
+    verdict, out = run(env, hook, reply, env.b_if)
+    assert verdict == "redirect"
+    assert out == P.udp6(env.c_mac, CLIENT_MAC, VIP6, CLIENT6, 5300, cport, b"{}", hop=63)
+
+
+@pytest.mark.parametrize("hook", ["xdp", "tc"])
+def test_ipv6_syn_to_an_invalid_share_gets_a_reset(env: Env, hook: str) -> None:
+    syn = P.tcp6(
+        CLIENT_MAC, env.c_mac, CLIENT6, VIP6, 53000, 9301, flags=P.SYN, seq=555, payload=b"ab"
+    )
+    verdict, out = run(env, hook, syn, env.c_if)
+    assert verdict == ("tx" if hook == "xdp" else "redirect")
+    seg = P.tcp(VIP6, CLIENT6, 9301, 53000, flags=P.RST | P.ACK, seq=0, ack=555 + 1 + 2, window=0)
+    assert out == P.eth(
+        CLIENT_MAC, env.c_mac, P.ETH_IPV6, P.ipv6(VIP6, CLIENT6, P.TCP, seg, hop=64)
+    )

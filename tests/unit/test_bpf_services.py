@@ -68,7 +68,7 @@ CASES = [
         True,
     ),
     (
-        "IPv6 endpoints are left out (IPv6 waits)",
+        "an endpoint of the other family is left out",
         lst(be("a", 1, "10.0.0.1", "2001:db8::1")),
         [("10.0.0.1:3000", False, 1)],
         False,
@@ -98,13 +98,22 @@ def test_table_shares_follow_backend_weights() -> None:
     assert got["10.0.0.4:3000"] == 0
 
 
-def test_keys_protocols_wildcard_and_ipv6_listener() -> None:
+def test_keys_protocols_wildcard_and_ipv6() -> None:
     p = plan(
         lst(be("a", 1, "10.0.0.1"), proto="UDP", addr="0.0.0.0", port=5300),
-        lst(be("a", 1, "10.0.0.1"), addr="2001:db8::5"),
+        lst(be("a", 1, "10.0.0.1"), be("b", 1, "2001:db8:0:0::7"), addr="2001:db8::5"),
+        lst(be("a", 1, "2001:db8::7"), addr="::"),
     )
-    assert [s.key for s in p.services] == [("0.0.0.0", 5300, 17)]
-    assert any("IPv6 waits" in x for x in p.skipped)
+    assert [s.key for s in p.services] == [
+        ("0.0.0.0", 5300, 17),
+        ("2001:db8::5", 9300, 6),
+        ("::", 9300, 6),
+    ]
+    assert [(r.name, r.invalid) for r in p.services[1].rows] == [
+        ("invalid:Service ns/a", True),  # its only endpoint is IPv4
+        ("[2001:db8::7]:3000", False),
+    ]
+    assert any("not IPv6 like the listener" in x for x in p.skipped)
 
 
 def test_snat_source_and_unroutable_endpoint() -> None:
