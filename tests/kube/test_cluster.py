@@ -6,8 +6,11 @@ import copy
 import ipaddress
 import re
 import signal
+import socket
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -398,3 +401,24 @@ def test_a_crd_installed_later_is_picked_up(cluster: Cluster) -> None:
     assert agent.log().count(missing) == 1
     assert "UDPRoute.gateway.networking.k8s.io is served now" in agent.log()
     assert agent.proc.poll() is None
+
+
+def test_health_endpoints(cluster: Cluster) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    agent = cluster.agent("node-a", "198.18.0.1", extra=("--health-port", str(port)))
+
+    def get(path: str) -> int:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as e:
+            return int(e.code)
+        except OSError:
+            return 0
+
+    wait_for(lambda: get("/readyz") == 200, "ready once listed and applied")
+    assert get("/healthz") == 200
+    assert get("/nope") == 404
+    assert "listed every served kind" in agent.log()
