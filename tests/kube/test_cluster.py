@@ -31,6 +31,7 @@ from tests.kube.support import (
     condition,
     gateway,
     http,
+    object_path,
     route,
     service,
     slice_,
@@ -422,3 +423,47 @@ def test_health_endpoints(cluster: Cluster) -> None:
     assert get("/healthz") == 200
     assert get("/nope") == 404
     assert "listed every served kind" in agent.log()
+
+
+def test_other_controllers_entries_are_kept_and_ours_removed_when_stale(cluster: Cluster) -> None:
+    ns = cluster.namespace(f"{cluster.name}-foreign")
+    cluster.api.create(cluster.gateway_class())
+    other_class = {
+        "apiVersion": G,
+        "kind": "GatewayClass",
+        "metadata": {"name": f"{cluster.name}-other"},
+        "spec": {"controllerName": "example.com/other"},
+    }
+    cluster.api.create(other_class)
+    cluster.api.create(gateway(ns, cluster.name, http()))
+    cluster.api.create(gateway(ns, f"{cluster.name}-other", http(), name="g2"))
+    r = cluster.api.create(route(ns))
+    cluster.agent("node-a", "198.18.0.1")
+    wait_for(lambda: status_of(cluster.api, r).get("parents"), "our parent entry")
+
+    foreign = {
+        "parentRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "g2"},
+        "controllerName": "example.com/other",
+        "conditions": [
+            {
+                "type": "Accepted",
+                "status": "True",
+                "reason": "Accepted",
+                "message": "theirs",
+                "observedGeneration": 1,
+                "lastTransitionTime": "2026-01-01T00:00:00Z",
+            }
+        ],
+    }
+    current = cluster.api.read(r)
+    current["status"]["parents"].append(foreign)
+    cluster.api.req("PUT", object_path(r) + "/status", current)
+
+    current = cluster.api.read(r)
+    current["spec"]["parentRefs"] = [{"name": "g2"}]  # no parent of ours any more
+    cluster.api.replace(current)
+
+    def only_theirs() -> bool:
+        return status_of(cluster.api, r).get("parents") == [foreign]
+
+    wait_for(only_theirs, "our stale entry removed, theirs kept")
