@@ -4,6 +4,7 @@
     nodegate run --config DIR      run the agent on a folder of YAML (standalone mode)
     nodegate run [--kubeconfig F]  cluster mode: watch the API server (in a Pod, or with a
                                    kubeconfig), write status as the Lease holder (agent.cluster)
+    nodegate top [--url URL]       live per-listener rates from an agent's /metrics (agent.top)
 
 Exit codes: 0 ok; 1 some input could not be read (the rest is still reported);
 2 the command line or the folder itself is unusable.
@@ -25,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from agent import cluster, logs, metrics
+from agent import cluster, logs, metrics, top
 from agent import datapaths as agent_datapaths
 from agent.addresses import AddressManager
 from agent.health import DEFAULT_ADDRESS, HealthServer, parse_address
@@ -150,6 +151,9 @@ def _parser() -> argparse.ArgumentParser:
         help="also remove the Gateway addresses nodegate added to IFACE",
     )
     _log_arguments(cleanup)
+    top.add_arguments(
+        sub.add_parser("top", help="live per-listener rates of both datapaths, from /metrics")
+    )
     return p
 
 
@@ -263,10 +267,13 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logs.configure(args.log_format, args.log_level)
+    if args.command != "top":
+        logs.configure(args.log_format, args.log_level)
     try:
         if args.command == "cleanup":
             return cmd_cleanup(args)
+        if args.command == "top":
+            return top.main(args)
         return cmd_status(args) if args.command == "status" else cmd_run(args)
     except BrokenPipeError:  # `nodegate status | head`
         sys.stderr.close()
