@@ -30,6 +30,7 @@ import errno
 import itertools
 import logging
 import os
+import threading
 import time
 from typing import Any
 
@@ -111,6 +112,8 @@ class L4Datapath:
         self._maps: dict[str, Map] = {}
         self._writer: TableWriter | None = None
         self._nl: Netlink | None = None
+        # apply() runs on the agent's loop, counters() on a metrics thread.
+        self._lock = threading.Lock()
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -120,6 +123,8 @@ class L4Datapath:
             log.info("l4: %s", done)
         if _read_sysctl("/proc/sys/net/ipv4/ip_forward") != "1":
             log.warning("l4: net.ipv4.ip_forward is 0: the kernel will not route NATed packets")
+        if _read_sysctl("/proc/sys/net/ipv6/conf/all/forwarding") == "0":
+            log.info("l4: IPv6 forwarding is off: IPv6 listeners will not be served")
         self._compiled = compile_datapath(opt.cflags())
         try:
             self._open_maps()
@@ -200,6 +205,10 @@ class L4Datapath:
         return "tc" if iface.kind else "xdp"
 
     def apply(self, config: NodeConfig, generation: int) -> None:
+        with self._lock:
+            self._apply(config, generation)
+
+    def _apply(self, config: NodeConfig, generation: int) -> None:
         if self._writer is None or self._nl is None:
             raise DatapathError("apply before start")
         o = self.options
@@ -214,6 +223,10 @@ class L4Datapath:
         self.generation = generation
 
     def counters(self) -> L4Counters:
+        with self._lock:
+            return self._counters()
+
+    def _counters(self) -> L4Counters:
         if self._writer is None:
             raise DatapathError("counters before start")
         stats = self._maps["ng_stats"]
