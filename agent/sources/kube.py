@@ -400,6 +400,10 @@ class Watcher:
             except ApiError as e:
                 if self._stop.is_set():  # stop() closed the connection
                     return
+                if e.status in (401, 403) and not self.listed.is_set():
+                    # Not allowed to read this kind: do not hold the agent back (it serves
+                    # without these objects); the problem is reported and retried.
+                    self.listed.set()
                 delay = backoff.next()
                 self.source._problem(f"watching {kind}: {e}; retrying in {delay:.1f}s")
                 self._stop.wait(delay)
@@ -502,6 +506,7 @@ class KubeSource:
         self._refs: set[ObjectKey] = set()
         self._ref_versions: dict[ObjectKey, str] = {}
         self._refs_changed = threading.Event()
+        self._refs_synced = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -522,7 +527,12 @@ class KubeSource:
             w.stop()
 
     def synced(self) -> bool:
-        """Discovery ran and every served kind has been listed at least once."""
+        """Discovery ran, every served kind has been listed at least once, and the Secrets and
+        ConfigMaps those objects reference have been read (no translation before that: a
+        certificate not read yet would look missing)."""
+        return self._kinds_listed() and self._refs_synced.is_set()
+
+    def _kinds_listed(self) -> bool:
         with self._lock:
             watchers = list(self.watchers.values())
         return self.discovered.is_set() and all(w.listed.is_set() for w in watchers)
@@ -672,10 +682,15 @@ class KubeSource:
     def _reference_loop(self) -> None:
         while not self._stop.is_set():
             self._refs_changed.clear()
+            listed = self._kinds_listed()
             try:
                 self.poll_references()
             except Exception:
                 log.exception("reading referenced Secrets/ConfigMaps failed")
+            if listed:
+                self._refs_synced.set()
+                if not self._kinds_listed():  # a kind appeared meanwhile: poll once more
+                    self._refs_changed.set()
             self._refs_changed.wait(self.reference_interval)
 
     def poll_references(self) -> None:
