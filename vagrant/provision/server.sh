@@ -44,6 +44,6 @@ kubectl -n nodegate patch daemonset nodegate --type=json -p \
 kubectl -n nodegate rollout status daemonset/nodegate --timeout=10m
 
 kubectl apply -f /nodegate/examples/quickstart/
-kubectl -n quickstart rollout status deployment --timeout=10m
+kubectl -n quickstart wait --for=condition=Available deployment --all --timeout=10m
 kubectl wait --for=condition=Programmed --timeout=5m -n quickstart gateway/demo || true
 kubectl get gatewayclass,gateway,httproute,tcproute,udproute -A
