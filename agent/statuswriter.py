@@ -261,6 +261,8 @@ class StatusWriter:
             if observed and _ours(observed, self.controller):
                 fields: dict[str, Any] = {f: [] for f in _LISTS_BY_CONTROLLER if f in observed}
                 written += self._sync(key, fields)
+        for gone in set(self._written) - set(self.source.observed_keys()):
+            del self._written[gone]  # deleted objects
         return written
 
     def _sync(self, key: ObjectKey, desired: Mapping[str, Any]) -> int:
