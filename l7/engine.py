@@ -3,8 +3,13 @@
 `start()` spawns N workers (`python -m l7.worker`, default one per core), each a
 uvloop process binding every HTTPPort with SO_REUSEPORT. `apply()` sends the
 whole NodeConfig to every worker and waits for each to confirm it; a worker that
-rejects a configuration keeps the previous one and `apply()` raises. Nothing here
-starts a thread: the agent process only forks and talks over pipes.
+rejects a configuration keeps the previous one and `apply()` raises. `stats()`
+asks every worker for its counters and sums them (l7/stats.py has the shape).
+Nothing here starts a thread: the agent process only forks and talks over pipes;
+a lock keeps two callers (an apply and a metrics scrape) from interleaving frames.
+
+With `access_log=True` every worker writes one JSON line per request
+(l7/accesslog.py) to `access_log_stream` (a file object or fd), else to its stderr.
 """
 
 from __future__ import annotations
@@ -14,11 +19,14 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
+from typing import IO, Any
 
 from agent.nodeconfig import NodeConfig
 from l7 import control
+from l7 import stats as l7stats
 from l7.limits import Limits
 
 
@@ -56,6 +64,8 @@ class L7Datapath:
         limits: Limits | None = None,
         python: str | None = None,
         answer_timeout: float = 30.0,
+        access_log: bool = False,
+        access_log_stream: IO[Any] | int | None = None,
     ) -> None:
         self.count = workers if workers is not None else (os.cpu_count() or 1)
         if self.count < 1:
@@ -63,13 +73,34 @@ class L7Datapath:
         self.limits = limits or Limits()
         self.python = python or sys.executable
         self.answer_timeout = answer_timeout
+        self.access_log = access_log
+        self.access_log_stream = access_log_stream
         self.workers: list[_Worker] = []
         self.config: NodeConfig | None = None
         self.generation = 0
+        self.lock = threading.RLock()
 
     def _spawn(self) -> _Worker:
         args = [self.python, "-m", "l7.worker", json.dumps(self.limits.to_dict())]
-        proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
+        pass_fds: tuple[int, ...] = ()
+        if self.access_log:
+            stream = self.access_log_stream
+            if stream is None:
+                fd = 2  # the worker's stderr, which is ours
+            elif isinstance(stream, int):
+                fd = stream
+            else:
+                stream.flush()
+                fd = stream.fileno()
+            args.append(str(fd))
+            pass_fds = (fd,) if fd > 2 else ()
+        proc = subprocess.Popen(
+            args,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            close_fds=True,
+            pass_fds=pass_fds,
+        )
         return _Worker(proc)
 
     def start(self) -> None:
@@ -103,6 +134,10 @@ class L7Datapath:
         return message
 
     def apply(self, config: NodeConfig, generation: int) -> None:
+        with self.lock:
+            self._apply(config, generation)
+
+    def _apply(self, config: NodeConfig, generation: int) -> None:
         if not self.workers:
             raise L7WorkerFailed("start() the L7 datapath before apply()")
         self._revive()
@@ -126,6 +161,23 @@ class L7Datapath:
         self.config = config
         self.generation = generation
 
+    def stats(self) -> dict[str, Any]:
+        """Every worker's counters summed: JSON-able, keyed by NodeConfig refs and small
+        enums only (l7/stats.py). Raises L7WorkerFailed if a worker does not answer."""
+        with self.lock:
+            for w in self.workers:
+                try:
+                    control.write_frame(w.to_fd, {"op": "stats"})
+                except OSError as exc:
+                    raise L7WorkerFailed(f"l7 worker {w.proc.pid}: {exc}") from exc
+            snaps = []
+            for w in self.workers:
+                answer = self._expect(w, "stats")
+                got = answer.get("stats")
+                if isinstance(got, dict):
+                    snaps.append(got)
+            return l7stats.merge(snaps, self.applied_generation())
+
     def applied_generation(self) -> int:
         if not self.workers:
             return 0
@@ -142,6 +194,10 @@ class L7Datapath:
         return [w.proc.pid for w in self.workers]
 
     def stop(self, drain_timeout: float = 5.0) -> None:
+        with self.lock:
+            self._stop(drain_timeout)
+
+    def _stop(self, drain_timeout: float) -> None:
         workers, self.workers = self.workers, []
         for w in workers:
             with contextlib.suppress(OSError):

@@ -268,3 +268,152 @@ def forwarded_headers(
     out.append((b"x-forwarded-proto", scheme.encode("latin-1")))
     out.append((b"x-forwarded-host", host))
     return out
+
+
+# --- the hot path: the same rules in one pass, modifiers compiled once ----------------------
+
+
+class CompiledModifier:
+    """A HeaderModifier with names and values encoded once, at compile time.
+
+    `apply(h)` equals `modify_headers(h, mod)`: every field named by a set or a remove
+    goes, then what set and add leave after remove (`modify_headers([], mod)`) follows.
+    """
+
+    __slots__ = ("drop", "names", "tail")
+
+    def __init__(self, mod: HeaderModifier) -> None:
+        self.tail = tuple(modify_headers([], mod))
+        self.drop = frozenset(
+            [n.lower().encode("latin-1") for n, _ in mod.set]
+            + [n.lower().encode("latin-1") for n in mod.remove]
+        )
+        self.names = self.drop | {n for n, _ in self.tail}  # every name it touches
+
+    def apply(self, headers: Sequence[tuple[bytes, bytes]]) -> Headers:
+        drop = self.drop
+        out = [h for h in headers if h[0] not in drop] if drop else list(headers)
+        out += self.tail
+        return out
+
+
+def compile_modifier(mod: HeaderModifier | None) -> CompiledModifier | None:
+    return CompiledModifier(mod) if mod is not None else None
+
+
+# Request fields the proxy drops or writes itself on the way to a backend.
+_FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"})
+_REQUEST_OWN = HOP_BY_HOP | _FORWARDED | {b"content-length", b"host"}
+_STANDARD_TOKENS = frozenset({b"keep-alive", b"close", b"upgrade"})
+
+
+def outgoing_request_headers(
+    fields: Sequence[tuple[bytes, bytes, bytes]],
+    mod: CompiledModifier | None,
+    client_ip: bytes,
+    scheme: bytes,
+    host: bytes,
+) -> tuple[Headers, bool]:
+    """The fields a request is forwarded with, and whether it is a WebSocket handshake.
+
+    `fields` are h11's (raw name, lower-case name, value) triples. The result equals,
+    in one pass: the rule's RequestHeaderModifier, then `strip_hop_by_hop` (keeping a
+    WebSocket handshake's Upgrade), Host dropped, `forwarded_headers`, and `host`
+    put first. A modifier that touches a field the proxy owns takes that composition
+    literally."""
+    if mod is not None and not mod.names.isdisjoint(_REQUEST_OWN):
+        return _outgoing_slow(fields, mod, client_ip, scheme, host)
+    kept: Headers = []
+    prior: list[bytes] = []
+    connection: list[bytes] = []
+    upgrades: list[bytes] = []
+    for _, name, value in fields:
+        if name in _REQUEST_OWN:
+            if name == b"x-forwarded-for":
+                prior.append(value)
+            elif name == b"connection":
+                connection.append(value)
+            elif name == b"upgrade":
+                upgrades.append(value)
+        else:
+            kept.append((name, value))
+    if mod is not None:
+        kept = mod.apply(kept)
+    ws = False
+    if connection:
+        tokens = {t.strip().lower() for v in connection for t in v.split(b",")}
+        if not tokens <= _STANDARD_TOKENS:
+            kept = [h for h in kept if h[0] not in tokens]
+        ws = (
+            bool(upgrades)
+            and upgrades[0].strip().lower() == b"websocket"
+            and any(b"upgrade" in v.lower() for v in connection)
+        )
+    out: Headers = [(b"host", host), *kept]
+    if ws:
+        out += [(b"upgrade", v) for v in upgrades]
+        out.append((b"connection", b"upgrade"))
+    prior.append(client_ip)
+    out.append((b"x-forwarded-for", b", ".join(prior)))
+    out.append((b"x-forwarded-proto", scheme))
+    out.append((b"x-forwarded-host", host))
+    return out, ws
+
+
+def _outgoing_slow(
+    fields: Sequence[tuple[bytes, bytes, bytes]],
+    mod: CompiledModifier,
+    client_ip: bytes,
+    scheme: bytes,
+    host: bytes,
+) -> tuple[Headers, bool]:
+    headers = mod.apply([(n, v) for _, n, v in fields])
+    ws = is_websocket(headers)
+    out = strip_hop_by_hop(headers, keep_upgrade=ws)
+    out = [(n, v) for n, v in out if n != b"host"]
+    out = forwarded_headers(out, client_ip.decode("latin-1"), scheme.decode("latin-1"), host)
+    out.insert(0, (b"host", host))
+    return out, ws
+
+
+def is_websocket(headers: Sequence[tuple[bytes, bytes]]) -> bool:
+    up = header_value(headers, b"upgrade")
+    if up is None or up.strip().lower() != b"websocket":
+        return False
+    return any(n == b"connection" and b"upgrade" in v.lower() for n, v in headers)
+
+
+def outgoing_response_headers(
+    fields: Sequence[tuple[bytes, bytes, bytes]],
+    mods: Sequence[CompiledModifier],
+    cors: Headers,
+) -> Headers:
+    """The fields a backend's response is relayed with: hop-by-hop fields and those its
+    Connection names dropped, Content-Length kept (the body is streamed in the framing it
+    came in), then the ResponseHeaderModifiers in order, then CORS fields replacing any
+    of the same name."""
+    out: Headers = []
+    length: bytes | None = None
+    connection: list[bytes] = []
+    for _, name, value in fields:
+        if name in HOP_BY_HOP:
+            if name == b"connection":
+                connection.append(value)
+        elif name == b"content-length":
+            if length is None:
+                length = value
+        else:
+            out.append((name, value))
+    if connection:
+        tokens = {t.strip().lower() for v in connection for t in v.split(b",")}
+        if not tokens <= _STANDARD_TOKENS:
+            out = [h for h in out if h[0] not in tokens]
+    if length is not None:
+        out.append((b"content-length", length))
+    for m in mods:
+        out = m.apply(out)
+    if cors:
+        drop = {n for n, _ in cors}
+        out = [h for h in out if h[0] not in drop]
+        out += cors
+    return out

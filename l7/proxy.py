@@ -20,26 +20,28 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import h11
 
-from agent.nodeconfig import Backend, Certificate, Filters, HTTPRule, Mirror
+from agent.nodeconfig import Certificate, HTTPRule, Mirror
 from l7.filters import (
+    CompiledModifier,
     CORSPolicy,
-    forwarded_headers,
     header_value,
     is_preflight,
-    modify_headers,
+    outgoing_request_headers,
+    outgoing_response_headers,
     redirect_location,
     replace_path,
-    strip_hop_by_hop,
 )
-from l7.router import PortTable, Refused, RequestHead, Routed, host_of, split_target
+from l7.h1client import NEED_DATA
+from l7.router import PortTable, Refused, RequestHead, Routed, Rule, host_of, split_target
+from l7.stats import WorkerStats
 from l7.upstream import (
     BackendState,
+    ConnectFailed,
     ConnState,
     UpstreamConnection,
     UpstreamError,
@@ -98,14 +100,16 @@ class Mirrors:
         target: bytes,
         headers: list[tuple[bytes, bytes]],
         body: bytes,
-    ) -> None:
+    ) -> bool:
+        """Start a copy; False when too many are in flight already."""
         if len(self.in_flight) >= MAX_MIRRORS_IN_FLIGHT:
-            return  # a slow mirror must never cost the real traffic memory or time
+            return False  # a slow mirror must never cost the real traffic memory or time
         task = asyncio.get_running_loop().create_task(
             self._one(state, method, target, headers, body)
         )
         self.in_flight.add(task)
         task.add_done_callback(self.in_flight.discard)
+        return True
 
     async def _one(
         self,
@@ -126,7 +130,7 @@ class Mirrors:
                 conn.send(method, target, headers, body)
                 while True:
                     event = await conn.next_event()
-                    if isinstance(event, h11.EndOfMessage):
+                    if type(event) is h11.EndOfMessage:
                         break
             conn.finish()
         except (Exception, asyncio.CancelledError):
@@ -147,14 +151,19 @@ def _mirrored(m: Mirror) -> bool:
 class Attempt:
     """The outcome of one try: a response head on a connection, or a status of our own."""
 
-    __slots__ = ("conn", "response", "status")
+    __slots__ = ("conn", "response", "started", "status")
 
     def __init__(
-        self, conn: UpstreamConnection | None, response: h11.Response | None, status: int = 0
+        self,
+        conn: UpstreamConnection | None,
+        response: h11.Response | None,
+        status: int = 0,
+        started: float = 0.0,
     ) -> None:
         self.conn = conn
         self.response = response
         self.status = status
+        self.started = started  # loop time the request went to the backend
 
 
 async def _try_backend(
@@ -163,13 +172,17 @@ async def _try_backend(
     target: bytes,
     headers: list[tuple[bytes, bytes]],
     body: bytes,
+    upgrade: bool,
     avoid: Any,
+    stats: WorkerStats,
+    route: str,
 ) -> tuple[Attempt, Any]:
     """One attempt on one endpoint; a stale pooled connection is retried once, fresh."""
     pool = state.pick(avoid)
     if pool is None:
         return Attempt(None, None, 503), None
     fresh_only = False
+    loop = asyncio.get_running_loop()
     for _ in range(2):
         try:
             if fresh_only:
@@ -179,16 +192,21 @@ async def _try_backend(
         except UpstreamError as exc:
             if exc.eject:
                 pool.eject()
+            if isinstance(exc, ConnectFailed):
+                stats.count("upstream_connect_errors", route, state.label)
             return Attempt(None, None, exc.status), pool
         try:
-            conn.send(method, target, headers, body)
+            started = loop.time()
+            conn.send(method, target, headers, body, upgrade)
             while True:
                 event = await conn.next_event()
-                if isinstance(event, h11.Response | h11.InformationalResponse):
-                    if isinstance(event, h11.InformationalResponse) and event.status_code != 101:
-                        continue  # 1xx other than a protocol switch: wait for the real answer
-                    return Attempt(conn, event), pool  # type: ignore[arg-type]
-        except (OSError, UpstreamError, h11.LocalProtocolError) as exc:
+                t = type(event)
+                if t is h11.Response or (
+                    t is h11.InformationalResponse and event.status_code == 101
+                ):
+                    return Attempt(conn, event, 0, started), pool
+                # 1xx other than a protocol switch: wait for the real answer
+        except (OSError, UpstreamError) as exc:
             conn.close()
             if reused and not conn.got_bytes:
                 fresh_only = True
@@ -207,30 +225,25 @@ async def _discard(conn: UpstreamConnection) -> None:
     try:
         while True:
             event = await conn.next_event()
-            if isinstance(event, h11.EndOfMessage):
+            if type(event) is h11.EndOfMessage:
                 conn.finish()
                 return
     except (OSError, UpstreamError):
         conn.close()
 
 
-def _response_headers(
-    response: h11.Response,
-    filter_sets: Sequence[Filters],
-    cors_headers: list[tuple[bytes, bytes]],
-) -> list[tuple[bytes, bytes]]:
-    headers = list(response.headers)
-    cl = header_value(headers, b"content-length")
-    headers = strip_hop_by_hop(headers)
-    if cl is not None:
-        headers.append((b"content-length", cl))  # keeps the framing the body is streamed in
-    for fs in filter_sets:
-        if fs.response_headers is not None:
-            headers = modify_headers(headers, fs.response_headers)
-    if cors_headers:
-        drop = {n for n, _ in cors_headers}
-        headers = [(n, v) for n, v in headers if n not in drop] + cors_headers
-    return headers
+def _target_parts(request: h11.Request) -> tuple[str, bytes, bool]:
+    """(origin-form target, host bytes, whether the target was absolute-form)."""
+    target = request.target.decode("latin-1")
+    if target[:1] != "/" and target.startswith(("http://", "https://")):
+        # absolute-form (RFC 9112, 3.2.2): the authority in the target wins over Host.
+        rest = target.split("://", 1)[1]
+        authority, slash, tail = rest.partition("/")
+        return slash + tail or "/", authority.encode("latin-1"), True
+    for _, name, value in request.headers._full_items:
+        if name == b"host":
+            return target, value, False
+    return target, b"", False
 
 
 async def serve(
@@ -240,46 +253,43 @@ async def serve(
     body: bytes,
 ) -> None:
     """Answer one request on `client`. Never raises for anything a backend does."""
-    method_b = request.method
-    method = method_b.decode("ascii")
-    target = request.target.decode("latin-1")
-    if target.startswith(("http://", "https://")):
-        # absolute-form (RFC 9112, 3.2.2): the authority in the target wins over Host.
-        rest = target.split("://", 1)[1]
-        authority, slash, tail = rest.partition("/")
-        target = slash + tail or "/"
-        host_raw = authority.encode("latin-1")
-    else:
-        host_raw = header_value(request.headers, b"host") or b""
+    target, host_raw, absolute = _target_parts(request)
     host = host_of(host_raw.decode("latin-1"))
     path, query = split_target(target)
-    headers = list(request.headers)
-    head = RequestHead(method=method, path=path, query=query, host=host, headers=headers)
+    method = request.method.decode("ascii")
+    head = RequestHead(method=method, path=path, query=query, host=host, headers=request.headers)
     routed = port.table.route(head, client.sni)
     if isinstance(routed, Refused):
+        client.note_route(routed.listener, "")
         await client.simple(routed.status)
         return
-    await _serve_routed(client, port, routed, method_b, path, query, host, host_raw, headers, body)
+    client.note_route(routed.listener, routed.rule.label)
+    await _serve_routed(
+        client, port, routed, request, method, path, query, host, host_raw, absolute, body
+    )
 
 
 async def _serve_routed(
     client: ClientConnection,
     port: PortState,
     routed: Routed,
-    method_b: bytes,
+    request: h11.Request,
+    method: str,
     path: str,
     query: str,
     host: str,
     host_raw: bytes,
-    headers: list[tuple[bytes, bytes]],
+    absolute: bool,
     body: bytes,
 ) -> None:
-    rule: HTTPRule = routed.rule.rule
+    rule_t: Rule = routed.rule
+    rule: HTTPRule = rule_t.rule
     filters = rule.filters
-    method = method_b.decode("ascii")
+    method_b = request.method
     # CORS, "preflights answered by the gateway".
     cors_out: list[tuple[bytes, bytes]] = []
     if filters.cors is not None:
+        headers = request.headers
         policy = port.cors[id(filters.cors)]
         origin_b = header_value(headers, b"origin")
         if origin_b is not None:
@@ -316,117 +326,130 @@ async def _serve_routed(
             filters.redirect.status_code, [(b"location", location.encode("latin-1"))]
         )
         return
-    if filters.request_headers is not None:
-        headers = modify_headers(headers, filters.request_headers)
+    target_b = request.target
     if filters.rewrite is not None:
         if filters.rewrite.hostname:
             host_raw = filters.rewrite.hostname.encode("latin-1")
         if filters.rewrite.path is not None:
             path = replace_path(filters.rewrite.path, path, routed.match)
-    target_b = (path + ("?" + query if query else "")).encode("latin-1")
-    upgrade = _is_websocket(headers)
-    out_headers = strip_hop_by_hop(headers, keep_upgrade=upgrade)
-    out_headers = [(n, v) for n, v in out_headers if n != b"host"]
-    out_headers = forwarded_headers(out_headers, client.client_ip, client.scheme, host_raw)
-    out_headers.insert(0, (b"host", host_raw))
+            absolute = True  # the target is rebuilt below
+    if absolute:
+        target_b = (path + ("?" + query if query else "")).encode("latin-1")
+    out_headers, upgrade = outgoing_request_headers(
+        request.headers._full_items, rule_t.request_mod, client.ip_b, client.scheme_b, host_raw
+    )
     if body:
         out_headers.append((b"content-length", str(len(body)).encode()))
+    stats = client.stats
     for m in filters.mirrors:
         if _mirrored(m):
-            MIRRORS.send(port.states[id(m.backend)], method_b, target_b, out_headers, body)
-    backend = routed.rule.pick(random.random())
+            ms = port.states[id(m.backend)]
+            if MIRRORS.send(ms, method_b, target_b, out_headers, body):
+                stats.count("mirror_sends", rule_t.label, ms.label)
+    backend = rule_t.pick(random.random())
     if backend is None or backend.invalid:
         await client.simple(500)
         return
+    state = port.states[id(backend)]
+    client.backend_label = state.label
     if not backend.endpoints:
         await client.simple(503)
         return
-    state = port.states[id(backend)]
+    response_mods = rule_t.response_mods
     if backend.filters is not None:
         bf = backend.filters
-        if bf.request_headers is not None:
-            out_headers = modify_headers(out_headers, bf.request_headers)
+        request_mod, response_mods = rule_t.backend_mods[id(backend)]
+        if request_mod is not None:
+            out_headers = request_mod.apply(out_headers)
         for m in bf.mirrors:
             if _mirrored(m):
-                MIRRORS.send(port.states[id(m.backend)], method_b, target_b, out_headers, body)
-    filter_sets = [filters] + ([backend.filters] if backend.filters is not None else [])
+                ms = port.states[id(m.backend)]
+                if MIRRORS.send(ms, method_b, target_b, out_headers, body):
+                    stats.count("mirror_sends", rule_t.label, ms.label)
     try:
+        if rule.request_timeout is None:
+            await _forward(
+                client, rule_t, state, method_b, target_b, out_headers, body,
+                response_mods, cors_out, upgrade,
+            )  # fmt: skip
+            return
         # timeouts.request: "Request specifies the maximum duration for a gateway to respond
         # to an HTTP request. If the gateway has not been able to respond before this deadline
         # is met, the gateway MUST return a timeout error." Counted from the complete head.
-        deadline = (
-            client.received_at + rule.request_timeout if rule.request_timeout is not None else None
-        )
-        async with asyncio.timeout_at(deadline):
+        async with asyncio.timeout_at(client.received_at + rule.request_timeout):
             await _forward(
-                client,
-                rule,
-                backend,
-                state,
-                method_b,
-                target_b,
-                out_headers,
-                body,
-                filter_sets,
-                cors_out,
-                upgrade,
-            )
+                client, rule_t, state, method_b, target_b, out_headers, body,
+                response_mods, cors_out, upgrade,
+            )  # fmt: skip
     except TimeoutError:
         # timeouts.request: "the gateway MUST immediately return a timeout error" (504).
+        stats.count("upstream_timeouts", rule_t.label, state.label)
         if client.response_started:
             client.abort()
         else:
             await client.simple(504)
 
 
-def _is_websocket(headers: Sequence[tuple[bytes, bytes]]) -> bool:
-    up = header_value(headers, b"upgrade")
-    if up is None or up.strip().lower() != b"websocket":
-        return False
-    return any(n == b"connection" and b"upgrade" in v.lower() for n, v in headers)
-
-
 async def _forward(
     client: ClientConnection,
-    rule: HTTPRule,
-    backend: Backend,
+    rule_t: Rule,
     state: BackendState,
     method: bytes,
     target: bytes,
     headers: list[tuple[bytes, bytes]],
     body: bytes,
-    filter_sets: Sequence[Filters],
+    response_mods: tuple[CompiledModifier, ...],
     cors_out: list[tuple[bytes, bytes]],
     upgrade: bool,
 ) -> None:
+    rule = rule_t.rule
     retry = rule.retry
-    tries = 1 + (retry.attempts if retry is not None else 0)
-    codes = frozenset(retry.codes) if retry is not None else frozenset()
+    stats = client.stats
+    route = rule_t.label
     if state.budget is not None:
         state.budget.note_request()
+    if retry is None and rule.backend_timeout is None:
+        # The common case: one attempt, no timer of its own.
+        attempt, _ = await _try_backend(
+            state, method, target, headers, body, upgrade, None, stats, route
+        )
+        if attempt.response is not None and attempt.conn is not None:
+            await _relay(client, attempt, response_mods, cors_out, upgrade, route, state.label)
+        else:
+            await client.simple(attempt.status)
+        return
+    tries = 1 + (retry.attempts if retry is not None else 0)
+    codes = frozenset(retry.codes) if retry is not None else frozenset()
     last_pool: Any = None
     for n in range(tries):
         final = n == tries - 1
-        attempt: Attempt
+        if n:
+            stats.count("retries", route, state.label)
         try:
             async with asyncio.timeout(rule.backend_timeout):
                 attempt, last_pool = await _try_backend(
-                    state, method, target, headers, body, last_pool
+                    state, method, target, headers, body, upgrade, last_pool, stats, route
                 )
                 if attempt.response is not None and attempt.conn is not None:
                     status = attempt.response.status_code
-                    if not final and status in codes and _may_retry(state):
+                    if not final and status in codes and _may_retry(state, stats, route):
                         asyncio.get_running_loop().create_task(_discard(attempt.conn))
                         await _backoff(retry.backoff if retry else None, n)
                         continue
                     await _relay(
-                        client, attempt.conn, attempt.response, filter_sets, cors_out, upgrade
+                        client, attempt, response_mods, cors_out, upgrade, route, state.label
                     )
                     return
         except TimeoutError:
             # timeouts.backendRequest expired on this attempt; "the Gateway should wait for
             # at least the specified backoff duration before attempting to retry".
-            if final or retry is None or not _may_retry(state) or client.response_started:
+            stats.count("upstream_timeouts", route, state.label)
+            if (
+                final
+                or retry is None
+                or client.response_started
+                or not _may_retry(state, stats, route)
+            ):
                 if client.response_started:
                     client.abort()
                 else:
@@ -435,14 +458,17 @@ async def _forward(
             await _backoff(retry.backoff, n)
             continue
         # No response: connection refused, reset, bad TLS, no endpoint.
-        if final or retry is None or attempt.status == 503 or not _may_retry(state):
+        if final or retry is None or attempt.status == 503 or not _may_retry(state, stats, route):
             await client.simple(attempt.status)
             return
         await _backoff(retry.backoff, n)
 
 
-def _may_retry(state: BackendState) -> bool:
-    return state.budget is None or state.budget.allow_retry()
+def _may_retry(state: BackendState, stats: WorkerStats, route: str) -> bool:
+    if state.budget is None or state.budget.allow_retry():
+        return True
+    stats.count("retry_budget_refusals", route, state.label)
+    return False
 
 
 async def _backoff(base: float | None, n: int) -> None:
@@ -456,33 +482,41 @@ async def _backoff(base: float | None, n: int) -> None:
 
 async def _relay(
     client: ClientConnection,
-    conn: UpstreamConnection,
-    response: h11.Response,
-    filter_sets: Sequence[Filters],
+    attempt: Attempt,
+    response_mods: tuple[CompiledModifier, ...],
     cors_out: list[tuple[bytes, bytes]],
     upgrade: bool,
+    route: str,
+    backend: str,
 ) -> None:
+    conn = attempt.conn
+    response = attempt.response
+    assert conn is not None and response is not None
     if response.status_code == 101:
         if not upgrade:
             conn.close()
             await client.simple(502)
             return
-        headers = [(n, v) for n, v in response.headers]
+        headers = [(n, v) for _, n, v in response.headers._full_items]
         await client.switch_protocols(conn, headers)
         return
-    headers = _response_headers(response, filter_sets, cors_out)
+    headers = outgoing_response_headers(response.headers._full_items, response_mods, cors_out)
     client.start_response(response.status_code, headers, response.reason)
     try:
         while True:
-            if not conn.events:
+            event = conn.poll()
+            if event is NEED_DATA:
                 client.flush()  # all that is here is sent before waiting for more
-            if client.write_paused:
-                await client.drain()  # back-pressure: the backend socket pauses meanwhile
-            event = await conn.next_event()
-            if isinstance(event, h11.Data):
+                if client.write_paused:
+                    await client.drain()  # back-pressure: the backend socket pauses meanwhile
+                event = await conn.next_event()
+            if type(event) is h11.Data:
                 client.send_data(event.data)
-            elif isinstance(event, h11.EndOfMessage):
+            elif type(event) is h11.EndOfMessage:
                 client.end_response()
+                client.stats.upstream_done(
+                    route, backend, asyncio.get_running_loop().time() - attempt.started
+                )
                 conn.finish()
                 return
     except (OSError, UpstreamError):

@@ -33,6 +33,7 @@ from agent.nodeconfig import (
     Ref,
     VirtualHost,
 )
+from l7.filters import CompiledModifier, compile_modifier
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,13 +169,43 @@ class Matcher:
         return True
 
 
-class Rule:
-    """An HTTPRule with its weighted backend choice precomputed."""
+def ref_label(ref: Ref) -> str:
+    """The low-cardinality name stats and logs use for an object: "namespace/name"."""
+    return f"{ref.namespace}/{ref.name}"
 
-    __slots__ = ("backends", "cumulative", "rule", "total")
+
+class Rule:
+    """An HTTPRule with its weighted backend choice and header work precomputed."""
+
+    __slots__ = (
+        "backend_mods",
+        "backends",
+        "cumulative",
+        "label",
+        "request_mod",
+        "response_mods",
+        "rule",
+        "total",
+    )
 
     def __init__(self, rule: HTTPRule) -> None:
         self.rule = rule
+        self.label = ref_label(rule.ref)
+        self.request_mod = compile_modifier(rule.filters.request_headers)
+        # ResponseHeaderModifiers in the order they apply: the rule's, then the backendRef's.
+        mine = compile_modifier(rule.filters.response_headers)
+        self.response_mods: tuple[CompiledModifier, ...] = (mine,) if mine is not None else ()
+        # id(Backend) with filters -> (its RequestHeaderModifier, the response modifiers).
+        self.backend_mods: dict[
+            int, tuple[CompiledModifier | None, tuple[CompiledModifier, ...]]
+        ] = {}
+        for b in rule.backends:
+            if b.filters is not None:
+                theirs = compile_modifier(b.filters.response_headers)
+                self.backend_mods[id(b)] = (
+                    compile_modifier(b.filters.request_headers),
+                    self.response_mods + ((theirs,) if theirs is not None else ()),
+                )
         # "a weight of 0 receives nothing new": zero-weight backends are left out of the draw.
         self.backends = tuple(b for b in rule.backends if b.weight > 0)
         cumulative: list[int] = []
@@ -189,8 +220,25 @@ class Rule:
         """The backend for a uniform draw in [0, 1); None when the rule has nowhere to send."""
         if not self.total:
             return None
+        if len(self.backends) == 1:
+            return self.backends[0]
         i = bisect.bisect_right(self.cumulative, draw * self.total)
         return self.backends[min(i, len(self.backends) - 1)]
+
+
+# Below this many entries a virtual host is scanned in order; above it, indexed.
+INDEX_FROM = 6
+
+
+def _path_keys(path: str) -> list[str]:
+    """The stripped PathPrefix values that can match `path`: the path itself and every
+    prefix ending before a "/" ("" for a prefix of "/")."""
+    keys = [path]
+    i = path.find("/")
+    while i >= 0:
+        keys.append(path[:i])
+        i = path.find("/", i + 1)
+    return keys
 
 
 @dataclass(slots=True)
@@ -198,20 +246,69 @@ class VHostTable:
     vhost: VirtualHost
     rules: tuple[Rule, ...]
     entries: tuple[tuple[Matcher, int], ...]
+    # The index (used from INDEX_FROM entries): positions in `entries` by Exact path, by
+    # stripped PathPrefix value, and of the rest (RegularExpression), each ascending.
+    exact: dict[str, list[int]] = field(default_factory=dict)
+    prefix: dict[str, list[int]] = field(default_factory=dict)
+    other: list[int] = field(default_factory=list)
 
     def route(self, req: RequestHead) -> tuple[Rule, HTTPMatch] | None:
-        for matcher, index in self.entries:
+        """The first entry, in precedence order, that matches. With the index only the
+        entries whose path can match are tried, in the same order: O(path depth) lookups
+        and the candidates, not every route of the host."""
+        entries = self.entries
+        if len(entries) < INDEX_FROM:
+            for matcher, index in entries:
+                if matcher.matches(req):
+                    return self.rules[index], matcher.match
+            return None
+        path = req.path
+        cands: list[int] = []
+        got = self.exact.get(path)
+        if got:
+            cands += got
+        if self.prefix:
+            for key in _path_keys(path):
+                got = self.prefix.get(key)
+                if got:
+                    cands += got
+        if self.other:
+            cands += self.other
+        cands.sort()
+        for pos in cands:
+            matcher, index = entries[pos]
             if matcher.matches(req):
                 return self.rules[index], matcher.match
         return None
 
 
 def compile_vhost(vhost: VirtualHost) -> VHostTable:
-    return VHostTable(
+    table = VHostTable(
         vhost=vhost,
         rules=tuple(Rule(r) for r in vhost.rules),
         entries=tuple((Matcher(e.match), e.rule) for e in vhost.entries),
     )
+    for pos, (matcher, _) in enumerate(table.entries):
+        if matcher.path_type == "Exact":
+            table.exact.setdefault(matcher.path, []).append(pos)
+        elif matcher.path_type == "PathPrefix":
+            table.prefix.setdefault(matcher.path.rstrip("/"), []).append(pos)
+        else:
+            table.other.append(pos)
+    return table
+
+
+def _first_wildcard(host: str, wildcards: dict[str, int]) -> int | None:
+    """The lowest position among the "*.suffix" patterns (keyed by ".suffix") covering
+    `host`: one dict lookup per label of the host."""
+    best: int | None = None
+    i = host.find(".")
+    while i > 0:  # "*.example.com" needs at least one character before ".example.com"
+        pos = wildcards.get(host[i:])
+        if pos is not None and (best is None or pos < best):
+            best = pos
+        i = host.find(".", i + 1)
+    return best
 
 
 @dataclass(slots=True)
@@ -220,20 +317,28 @@ class ListenerTable:
     exact: dict[str, VHostTable] = field(default_factory=dict)
     wildcards: list[tuple[str, VHostTable]] = field(default_factory=list)  # most specific first
     any_host: VHostTable | None = None
+    by_suffix: dict[str, int] = field(default_factory=dict)  # ".suffix" -> index in wildcards
+    gateway_label: str = ""  # "namespace/name" of the Gateway, for stats and logs
+    listener_label: str = ""  # the listener's name
 
     def vhost_for(self, host: str) -> VHostTable | None:
         """The most specific virtual host covering `host`; its routes alone are considered."""
         got = self.exact.get(host)
         if got is not None:
             return got
-        for pattern, table in self.wildcards:
-            if hostname_matches(pattern, host):
-                return table
+        if self.by_suffix:
+            pos = _first_wildcard(host, self.by_suffix)
+            if pos is not None:
+                return self.wildcards[pos][1]
         return self.any_host
 
 
 def compile_listener(listener: HTTPListener) -> ListenerTable:
-    table = ListenerTable(listener=listener)
+    table = ListenerTable(
+        listener=listener,
+        gateway_label=ref_label(listener.gateway),
+        listener_label=listener.ref.section,
+    )
     for vhost in listener.virtual_hosts:
         compiled = compile_vhost(vhost)
         name = vhost.hostname.lower()
@@ -241,6 +346,7 @@ def compile_listener(listener: HTTPListener) -> ListenerTable:
             if table.any_host is None:
                 table.any_host = compiled
         elif name.startswith("*."):
+            table.by_suffix.setdefault(name[1:], len(table.wildcards))
             table.wildcards.append((name, compiled))
         else:
             table.exact.setdefault(name, compiled)
@@ -268,13 +374,34 @@ class PortTable:
 
     port: HTTPPort
     listeners: tuple[ListenerTable, ...]
+    # Listener positions by exact hostname, by ".suffix" of a wildcard, and the first
+    # listener for any host: `listener_for` without a scan of the listeners.
+    exact: dict[str, int] = field(default_factory=dict)
+    by_suffix: dict[str, int] = field(default_factory=dict)
+    any_host: int | None = None
+
+    def __post_init__(self) -> None:
+        for pos, lt in enumerate(self.listeners):
+            name = lt.listener.hostname.lower()
+            if not name:
+                if self.any_host is None:
+                    self.any_host = pos
+            elif name.startswith("*."):
+                self.by_suffix.setdefault(name[1:], pos)
+            else:
+                self.exact.setdefault(name, pos)
 
     def listener_for(self, host: str) -> ListenerTable | None:
-        """The most specific listener whose hostname covers `host` (SNI or Host)."""
-        for lt in self.listeners:
-            if hostname_matches(lt.listener.hostname.lower(), host):
-                return lt
-        return None
+        """The first listener, in the NodeConfig's (most specific first) order, whose hostname
+        covers `host` (SNI or Host)."""
+        best = self.exact.get(host)
+        if self.by_suffix:
+            pos = _first_wildcard(host, self.by_suffix)
+            if pos is not None and (best is None or pos < best):
+                best = pos
+        if self.any_host is not None and (best is None or self.any_host < best):
+            best = self.any_host
+        return self.listeners[best] if best is not None else None
 
     def route(self, req: RequestHead, sni: str | None = None) -> Routed | Refused:
         listener = self.listener_for(req.host)

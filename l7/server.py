@@ -31,9 +31,13 @@ import ssl
 from typing import Any
 
 import h11
+from h11._connection import _body_framing
 
+from l7.accesslog import AccessLog
 from l7.limits import Limits, RequestRefused, check_request_framing
 from l7.proxy import PortState, serve
+from l7.router import ListenerTable
+from l7.stats import WorkerStats
 from l7.tls import client_certificate_missing, require_client_certificates
 from l7.upstream import UpstreamConnection
 from l7.websocket import Tunnel
@@ -71,20 +75,54 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
+class ServerH11(h11.Connection):
+    """h11's server role, minus one redundant step.
+
+    Before sending a Response h11 rebuilds it to fix its framing and Connection
+    fields, and the rebuilt event re-validates every field with h11's regexes. When
+    the framing is Content-Length (or a response that has no body) and the connection
+    stays open, that rebuild changes nothing: the response is sent as it is. The
+    fields of our responses were parsed by h11 from a backend or come from
+    configuration checked at compile time."""
+
+    def _clean_up_response_headers_for_sending(self, response: h11.Response) -> h11.Response:
+        method = self._request_method
+        if method == b"HEAD":
+            method = b"GET"
+        framing = _body_framing(method, response)[0]  # type: ignore[arg-type]
+        if self._cstate.keep_alive and framing == "content-length":
+            return response
+        return super()._clean_up_response_headers_for_sending(response)
+
+
 class ClientConnection(asyncio.Protocol):
     def __init__(self, server: PortServer) -> None:
         self.server = server
         self.limits = server.limits
-        self.h11 = h11.Connection(
-            h11.SERVER, max_incomplete_event_size=server.limits.max_header_bytes
-        )
+        self.stats: WorkerStats = server.stats
+        self.h11 = ServerH11(h11.SERVER, max_incomplete_event_size=server.limits.max_header_bytes)
         self.state = State.IDLE
         self.transport: asyncio.Transport | None = None
         self.client_ip = ""
+        self.ip_b = b""
         self.sni: str | None = None
         self.scheme = "https" if server.tls else "http"
+        self.scheme_b = self.scheme.encode()
         self.listen_port = server.port
+        # One timer per connection at most: `deadline` is when `on_deadline` is due; the
+        # timer, when it fires early (the deadline moved on), sleeps again until it.
         self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0
+        self.deadline: float | None = None
+        self.on_deadline: Any = None
+        self.first_byte_at = 0.0
+        # Stats labels of the current request (and of the connection, for active counts).
+        self.gateway_label = ""
+        self.listener_label = ""
+        self.route_label = ""
+        self.backend_label = ""
+        self.status = 0
+        self.sent_bytes = 0
         self.task: asyncio.Task[None] | None = None
         self.request: h11.Request | None = None
         self.body = bytearray()
@@ -104,13 +142,26 @@ class ClientConnection(asyncio.Protocol):
         set_nodelay(transport)
         peer = transport.get_extra_info("peername")
         self.client_ip = peer[0] if peer else ""
+        self.ip_b = self.client_ip.encode("latin-1")
+        table = self.server.current.table
         sslobj = transport.get_extra_info("ssl_object")
         if sslobj is not None:
+            marker = getattr(sslobj, "nodegate_handshake", None)
+            if marker is not None:
+                marker[0] = True  # the handshake completed (worker.track_handshake)
             self.sni = getattr(sslobj, "nodegate_sni", None) or None
-            lt = self.server.current.table.listener_for((self.sni or "").lower())
+            lt = table.listener_for((self.sni or "").lower())
             if lt is not None and client_certificate_missing(lt.listener, sslobj):
+                self.stats.handshake_failed(lt.gateway_label, lt.listener_label)
                 t.abort()  # type: ignore[attr-defined]
                 return
+        else:
+            lt = table.listener_for("")
+        # Until a request names its listener, the connection counts under the SNI's (or the
+        # catch-all, or the port's first) listener.
+        lt = lt or (table.listeners[0] if table.listeners else None)
+        if lt is not None:
+            self.gateway_label, self.listener_label = lt.gateway_label, lt.listener_label
         self.server.connections.add(self)
         self._arm(self.limits.header_timeout, self._on_header_timeout)
 
@@ -121,7 +172,7 @@ class ClientConnection(asyncio.Protocol):
             return
         if self.state is State.IDLE and not self.seen_bytes:
             self.seen_bytes = True
-            self._arm(self.limits.header_timeout, self._on_header_timeout)
+            self.first_byte_at = asyncio.get_running_loop().time()
         self.h11.receive_data(data)
         self._process()
 
@@ -136,7 +187,7 @@ class ClientConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         prev = self.state
         self.state = State.CLOSED
-        self._disarm()
+        self._cancel_timer()
         self.server.connections.discard(self)
         if prev is State.TUNNEL and self.tunnel is not None:
             self.tunnel.client_closed()
@@ -160,13 +211,22 @@ class ClientConnection(asyncio.Protocol):
     def _process(self) -> None:
         while self.state in (State.IDLE, State.BODY):
             try:
-                event = self.h11.next_event()
+                event: Any = self.h11.next_event()
             except h11.RemoteProtocolError as exc:
                 self._refuse(exc.error_status_hint)
                 return
             if event is h11.NEED_DATA or event is h11.PAUSED:
+                # Timers only while a request is incomplete: one that arrived whole in one
+                # read never arms any.
+                if self.state is State.BODY:
+                    self._arm(self.limits.body_timeout, self._on_header_timeout)
+                elif self.seen_bytes:
+                    self._arm_at(
+                        self.first_byte_at + self.limits.header_timeout, self._on_header_timeout
+                    )
                 return
-            if isinstance(event, h11.Request):
+            t = type(event)
+            if t is h11.Request:
                 try:
                     check_request_framing(event.target, event.headers, self.limits)
                 except RequestRefused as exc:
@@ -176,22 +236,20 @@ class ClientConnection(asyncio.Protocol):
                 self.received_at = asyncio.get_running_loop().time()
                 self.body = bytearray()
                 self.state = State.BODY
-                self._arm(self.limits.body_timeout, self._on_header_timeout)
                 if self.h11.they_are_waiting_for_100_continue:
                     self._write(
                         self.h11.send(h11.InformationalResponse(status_code=100, headers=[]))
                     )
                     self.flush()
-            elif isinstance(event, h11.Data):
+            elif t is h11.Data:
                 self.body += event.data
                 if len(self.body) > self.limits.max_body_bytes:
                     self._refuse(413)
                     return
-                self._arm(self.limits.body_timeout, self._on_header_timeout)
-            elif isinstance(event, h11.EndOfMessage):
+            elif t is h11.EndOfMessage:
                 self._start_request()
                 return
-            elif isinstance(event, h11.ConnectionClosed):
+            elif t is h11.ConnectionClosed:
                 self._close()
                 return
 
@@ -201,15 +259,18 @@ class ClientConnection(asyncio.Protocol):
         self.state = State.BUSY
         self.transport.pause_reading()
         self.response_started = False
+        self.route_label = self.backend_label = ""
+        self.status = self.sent_bytes = 0
         port = self.server.current  # the table this request runs on, start to end
         self.task = asyncio.get_running_loop().create_task(
-            self._run(port, self.request, bytes(self.body))
+            self._run(port, self.request, bytes(self.body) if self.body else b"")
         )
 
     async def _run(self, port: PortState, request: h11.Request, body: bytes) -> None:
         try:
             await serve(self, port, request, body)
         except asyncio.CancelledError:
+            self._account(request)
             return
         except Exception:
             if not self.response_started:
@@ -217,8 +278,44 @@ class ClientConnection(asyncio.Protocol):
             else:
                 self.abort()
             self.server.log_error(f"request failed on {self.server.address}:{self.server.port}")
+            self._account(request)
             return
+        self._account(request)
         self._next_cycle()
+
+    def note_route(self, lt: ListenerTable | None, route: str) -> None:
+        """The listener and route the current request was routed to (for stats and logs)."""
+        if lt is not None:
+            self.gateway_label, self.listener_label = lt.gateway_label, lt.listener_label
+        self.route_label = route
+
+    def _account(self, request: h11.Request | None) -> None:
+        """Count the request that just ended (one the gateway answered with a status)."""
+        if not self.status:
+            return  # the client went away before any answer: nothing was served
+        seconds = asyncio.get_running_loop().time() - self.received_at
+        self.stats.request_done(
+            self.gateway_label,
+            self.listener_label,
+            self.route_label,
+            self.backend_label,
+            self.status,
+            seconds,
+        )
+        log = self.server.access_log
+        if log is not None:
+            target = request.target if request is not None else b""
+            log.write(
+                gateway=self.gateway_label,
+                listener=self.listener_label,
+                route=self.route_label,
+                backend=self.backend_label,
+                method=request.method.decode("ascii") if request is not None else "",
+                path=target.split(b"?", 1)[0].decode("latin-1"),
+                status=self.status,
+                duration_ms=round(seconds * 1000.0, 3),
+                bytes=self.sent_bytes,
+            )
 
     def _next_cycle(self) -> None:
         if self.state is not State.BUSY:
@@ -251,6 +348,7 @@ class ClientConnection(asyncio.Protocol):
         if self.server.draining:
             headers = [*headers, (b"connection", b"close")]
         self.response_started = True
+        self.status = status
         # _parsed: the fields were parsed by h11 from the backend's response or come from
         # checked configuration (see UpstreamConnection.send).
         response = h11.Response(
@@ -263,6 +361,7 @@ class ClientConnection(asyncio.Protocol):
 
     def send_data(self, data: bytes) -> None:
         if data:
+            self.sent_bytes += len(data)
             self._write(self.h11.send(h11.Data(data=data)))
             if len(self.out) > FLUSH_AT:
                 self.flush()
@@ -305,6 +404,7 @@ class ClientConnection(asyncio.Protocol):
         """Relay a 101 and then bytes both ways (WebSocket), until either side closes."""
         assert self.transport is not None and backend.transport is not None
         self.response_started = True
+        self.status = 101
         self._write(
             self.h11.send(
                 h11.InformationalResponse(
@@ -316,7 +416,7 @@ class ClientConnection(asyncio.Protocol):
         self._disarm()
         self.state = State.TUNNEL
         leftover_client = self.h11.trailing_data[0]
-        leftover_backend = backend.h11.trailing_data[0]
+        leftover_backend = backend.parser.trailing()
         self.tunnel = Tunnel(self.transport, backend, self)
         backend.tunnel = self.tunnel
         if leftover_backend:
@@ -329,10 +429,35 @@ class ClientConnection(asyncio.Protocol):
     # --- timers and closing ---
 
     def _arm(self, delay: float, callback: Any) -> None:
-        self._disarm()
-        self.timer = asyncio.get_running_loop().call_later(delay, callback)
+        self._arm_at(asyncio.get_running_loop().time() + delay, callback)
+
+    def _arm_at(self, when: float, callback: Any) -> None:
+        """Make `callback` due at loop time `when` (replacing what was due). A timer that
+        fires no later than that is kept: moving a deadline on costs no new timer."""
+        self.deadline = when
+        self.on_deadline = callback
+        if self.timer is not None:
+            if self.timer_at <= when:
+                return
+            self.timer.cancel()
+        self.timer = asyncio.get_running_loop().call_at(when, self._on_timer)
+        self.timer_at = when
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        if self.deadline is None or self.state is State.CLOSED:
+            return
+        if asyncio.get_running_loop().time() < self.deadline:
+            self._arm_at(self.deadline, self.on_deadline)
+            return
+        callback, self.deadline = self.on_deadline, None
+        callback()
 
     def _disarm(self) -> None:
+        self.deadline = None
+
+    def _cancel_timer(self) -> None:
+        self.deadline = None
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -349,8 +474,13 @@ class ClientConnection(asyncio.Protocol):
 
     def _refuse(self, status: int) -> None:
         """Answer a malformed or over-limit request with `status` and close the connection."""
+        counted = self.seen_bytes or self.state is State.BODY  # a request, not an idle socket
         self.state = State.BUSY
         self._disarm()
+        if counted:
+            self.route_label = self.backend_label = ""
+            self.received_at = asyncio.get_running_loop().time()
+            self.stats.request_done(self.gateway_label, self.listener_label, "", "", status, 0.0)
         try:
             if self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
                 self._write(
@@ -376,11 +506,13 @@ class ClientConnection(asyncio.Protocol):
 
     def flush(self) -> None:
         if self.out and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(bytes(self.out))
-        self.out.clear()
+            self.transport.write(self.out)
+            self.out = bytearray()  # the transport may keep the one it was given
+        else:
+            self.out.clear()
 
     def _close(self) -> None:
-        self._disarm()
+        self._cancel_timer()
         if self.transport is not None and self.state is not State.TUNNEL:
             self.transport.close()
         self.state = State.CLOSED
@@ -401,6 +533,8 @@ class PortServer:
         state: PortState,
         limits: Limits,
         ssl_context: ssl.SSLContext | None,
+        stats: WorkerStats | None = None,
+        access_log: AccessLog | None = None,
     ) -> None:
         self.address = address
         self.port = port
@@ -408,6 +542,8 @@ class PortServer:
         self.current = state
         self.limits = limits
         self.ssl_context = ssl_context
+        self.stats = stats if stats is not None else WorkerStats()
+        self.access_log = access_log
         self.swap(state)
         self.connections: set[ClientConnection] = set()
         self.server: asyncio.base_events.Server | None = None

@@ -106,9 +106,10 @@ class ServerContexts:
 
 
 def listening_context(
-    pick: Callable[[str], ssl.SSLContext | None],
+    pick: Callable[[str, ssl.SSLObject], ssl.SSLContext | None],
 ) -> ssl.SSLContext:
-    """The context a TLS port listens with; `pick(sni)` chooses the real one per handshake."""
+    """The context a TLS port listens with; `pick(sni, sslobj)` chooses the real one per
+    handshake."""
     base = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     base.minimum_version = ssl.TLSVersion.TLSv1_2
     base.set_alpn_protocols(["http/1.1"])
@@ -117,7 +118,7 @@ def listening_context(
         # The server side of an SSLObject does not expose the SNI name: keep it for the
         # connection (server.py reads it), which needs it to detect misdirected requests.
         sslobj.nodegate_sni = server_name  # type: ignore[attr-defined]
-        chosen = pick((server_name or "").lower())
+        chosen = pick((server_name or "").lower(), sslobj)
         if chosen is None:
             return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
         sslobj.context = chosen

@@ -1,13 +1,16 @@
 """Backends: keep-alive pools per endpoint, balancing, ejection, retry budgets, TLS.
 
-An `UpstreamConnection` is an asyncio Protocol around an `h11.Connection` in the
-client role, with explicit states (CONNECTING, ACTIVE, IDLE, CLOSED). A pooled
-connection is IDLE; an exchange makes it ACTIVE until the whole response is read,
-and only a connection whose h11 state allows reuse goes back to the pool.
+An `UpstreamConnection` is an asyncio Protocol around an h1client.ResponseParser
+(h11's response readers without its state machine), with explicit states
+(CONNECTING, ACTIVE, IDLE, CLOSED). A pooled connection is IDLE; an exchange
+makes it ACTIVE until the whole response is read, and only a connection whose
+response allows reuse goes back to the pool. A pooled connection that receives
+bytes is closed: they would be taken for the next request's answer.
 
-Flow control: response bytes queue in the connection; above HIGH_WATER queued
-bytes it pauses reading the backend socket and resumes when the consumer (the
-client side, itself waiting on its own transport's drain) has taken them.
+Flow control: response bytes wait in the parser's buffer; above HIGH_WATER
+buffered bytes the connection pauses reading the backend socket and resumes when
+the consumer (the client side, itself waiting on its own transport's drain) has
+taken them below LOW_WATER, or needs more than is buffered.
 
 Endpoints are shared by every Backend that names them, so an endpoint that
 refuses or resets a connection is ejected for every route at once; when every
@@ -27,9 +30,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import h11
-
 from agent.nodeconfig import Backend, BackendTLS, Certificate, RetryBudget
+from l7.h1client import IDLE as PARSER_IDLE
+from l7.h1client import NEED_DATA, ProtocolError, ResponseParser, serialize_request
 from l7.limits import Limits
 from l7.tls import BackendContexts, san_matches
 
@@ -71,14 +74,13 @@ class UpstreamConnection(asyncio.Protocol):
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
         self.state = ConnState.CONNECTING
-        self.h11 = h11.Connection(h11.CLIENT)
+        self.parser = ResponseParser()
         self.transport: asyncio.Transport | None = None
-        self.events: collections.deque[Any] = collections.deque()
-        self.queued = 0
         self.waiter: asyncio.Future[None] | None = None
         self.paused = False
         self.idle_since = 0.0
         self.got_bytes = False
+        self.lost: BaseException | None = None
         self.tunnel: Any = None  # a websocket.Tunnel once the protocol is switched
 
     # --- asyncio.Protocol ---
@@ -93,26 +95,34 @@ class UpstreamConnection(asyncio.Protocol):
         if self.tunnel is not None:
             self.tunnel.from_backend(data)
             return
+        if self.state is ConnState.IDLE:
+            # Bytes nobody asked for would be read as the next request's answer.
+            self.close()
+            return
         self.got_bytes = True
-        self.h11.receive_data(data)
-        self._pump()
+        self.parser.feed(data)
+        if not self.paused and self.parser.buffered > HIGH_WATER and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+        self._wake()
 
     def eof_received(self) -> bool | None:
         if self.tunnel is not None:
             self.tunnel.backend_eof()
             return True
-        self.h11.receive_data(b"")
-        self._pump()
+        self.parser.feed_eof()
+        self._wake()
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
         prev = self.state
         self.state = ConnState.CLOSED
+        self.lost = exc
         if self.tunnel is not None:
             self.tunnel.backend_closed()
         if prev is ConnState.IDLE:
             self.pool.forget(self)
-        self.events.append(exc or ConnectionResetError("backend closed the connection"))
+        self.parser.feed_eof()
         self._wake()
 
     def pause_writing(self) -> None:
@@ -125,80 +135,63 @@ class UpstreamConnection(asyncio.Protocol):
 
     # --- events to the consumer ---
 
-    def _pump(self) -> None:
-        while True:
-            try:
-                event = self.h11.next_event()
-            except h11.RemoteProtocolError as exc:
-                self.events.append(BadResponse(str(exc)))
-                break
-            if event is h11.NEED_DATA or event is h11.PAUSED:
-                break
-            self.events.append(event)
-            if isinstance(event, h11.Data):
-                self.queued += len(event.data)
-            if isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
-                break
-        if self.queued > HIGH_WATER and not self.paused and self.transport is not None:
-            self.paused = True
-            self.transport.pause_reading()
-        self._wake()
-
     def _wake(self) -> None:
         w = self.waiter
         if w is not None and not w.done():
             w.set_result(None)
 
-    async def next_event(self) -> Any:
-        while not self.events:
+    def poll(self) -> Any:
+        """The next response event if what has arrived holds one, else h1client.NEED_DATA.
+        Raises BadResponse for a response h11 refuses, OSError when the backend went away."""
+        try:
+            event = self.parser.next_event()
+        except ProtocolError as exc:
+            raise BadResponse(str(exc)) from exc
+        if event is NEED_DATA:
             if self.state is ConnState.CLOSED:
-                raise ConnectionResetError("backend connection closed")
+                raise self.lost or ConnectionResetError("backend connection closed")
+            if self.paused and self.transport is not None:
+                self.paused = False  # the consumer needs more than is buffered
+                self.transport.resume_reading()
+        elif self.paused and self.parser.buffered < LOW_WATER and self.transport is not None:
+            self.paused = False
+            self.transport.resume_reading()
+        return event
+
+    async def next_event(self) -> Any:
+        while True:
+            event = self.poll()
+            if event is not NEED_DATA:
+                return event
             self.waiter = asyncio.get_running_loop().create_future()
             try:
                 await self.waiter
             finally:
                 self.waiter = None
-        event = self.events.popleft()
-        if isinstance(event, h11.Data):
-            self.queued -= len(event.data)
-            if self.paused and self.queued < LOW_WATER and self.transport is not None:
-                self.paused = False
-                self.transport.resume_reading()
-        if isinstance(event, BaseException):
-            raise event
-        return event
 
     # --- exchange ---
 
     def send(
-        self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes
+        self,
+        method: bytes,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        upgrade: bool = False,
     ) -> None:
+        """Send a whole request: `headers` carry Host first and Content-Length if `body`."""
         assert self.transport is not None
         self.state = ConnState.ACTIVE
         self.got_bytes = False
-        self.events.clear()
-        # _parsed: every field was parsed and checked by h11 on the way in, or comes from
-        # configuration checked when the table was compiled (router.check_filters);
-        # re-validating each field per request was the largest single cost in h11.
-        request = h11.Request(method=method, target=target, headers=headers, _parsed=True)
-        out = self.h11.send(request) or b""
-        if body:
-            out += self.h11.send(h11.Data(data=body)) or b""
-        if self.h11.our_state is not h11.SWITCHED_PROTOCOL:
-            end = self.h11.send(h11.EndOfMessage())
-            out += end or b""
-        self.transport.write(out)
+        self.parser.start(method, upgrade)
+        self.transport.write(serialize_request(method, target, headers, body))
 
     def finish(self) -> None:
-        """The exchange is over: back to the pool if both sides allow reuse, else close."""
+        """The exchange is over: back to the pool if the response allows reuse, else close."""
         if self.state is ConnState.CLOSED or self.transport is None:
             return
-        if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
-            try:
-                self.h11.start_next_cycle()
-            except h11.LocalProtocolError:
-                self.close()
-                return
+        if self.parser.reusable():
+            self.parser.state = PARSER_IDLE
             self.pool.release(self)
         else:
             self.close()
@@ -326,6 +319,7 @@ class BackendState:
 
     def __init__(self, backend: Backend, pools: Sequence[Pool]) -> None:
         self.backend = backend
+        self.label = f"{backend.ref.namespace}/{backend.ref.name}"  # for stats and logs
         self.pools = list(pools)
         self.cursor = 0
         self.budget = Budget(backend.retry_budget) if backend.retry_budget else None

@@ -19,24 +19,42 @@ import json
 import os
 import ssl
 import sys
+import weakref
 from typing import Any
 
 import uvloop
 
 from agent.nodeconfig import HTTPListener, NodeConfig
 from l7 import control
+from l7.accesslog import AccessLog
 from l7.limits import Limits, install_h11_hardening
 from l7.proxy import PortState, bind_port_state
-from l7.router import PortTable, compile_port
+from l7.router import ListenerTable, PortTable, compile_port
 from l7.server import PortServer
+from l7.stats import WorkerStats
 from l7.tls import ServerContexts, listening_context
 from l7.upstream import Upstreams
 
 PortKey = tuple[str, int]
 
 
+def _handshake_over(done: list[bool], stats: WorkerStats, gateway: str, listener: str) -> None:
+    if not done[0]:
+        stats.handshake_failed(gateway, listener)
+
+
+def track_handshake(sslobj: Any, lt: ListenerTable | None, stats: WorkerStats) -> None:
+    """Count a TLS handshake that got as far as its ClientHello and never completed: the
+    connection marks it done when it is made; the SSL object going away unmarked (the
+    handshake failed or the client left) counts a failure for the listener SNI chose."""
+    done = [False]
+    sslobj.nodegate_handshake = done
+    gateway, listener = (lt.gateway_label, lt.listener_label) if lt is not None else ("", "")
+    weakref.finalize(sslobj, _handshake_over, done, stats, gateway, listener)
+
+
 class Worker:
-    def __init__(self, limits: Limits, out_fd: int) -> None:
+    def __init__(self, limits: Limits, out_fd: int, access_log_fd: int | None = None) -> None:
         self.limits = limits
         self.out_fd = out_fd
         self.servers: dict[PortKey, PortServer] = {}
@@ -44,6 +62,17 @@ class Worker:
         self.contexts = ServerContexts()
         self.draining: set[asyncio.Task[None]] = set()
         self.stopped = asyncio.Event()
+        self.stats = WorkerStats()
+        self.access_log = AccessLog(access_log_fd) if access_log_fd is not None else None
+        self.generation = 0
+
+    def stats_snapshot(self) -> dict[str, Any]:
+        active: dict[tuple[str, str], int] = {}
+        for srv in self.servers.values():
+            for c in srv.connections:
+                key = (c.gateway_label, c.listener_label)
+                active[key] = active.get(key, 0) + 1
+        return self.stats.snapshot(active, self.generation)
 
     def _send(self, message: dict[str, Any]) -> None:
         control.write_frame(self.out_fd, message)
@@ -64,6 +93,8 @@ class Worker:
             op = message.get("op")
             if op == "apply":
                 self._send(await self.apply(message))
+            elif op == "stats":
+                self._send({"op": "stats", "stats": self.stats_snapshot()})
             elif op == "stop":
                 await self.stop(float(message.get("drain", self.limits.drain_timeout)))
                 self._send({"op": "stopped"})
@@ -106,6 +137,7 @@ class Worker:
         self.contexts.retain(listeners)
         used = {id(s) for st in states.values() for s in st.states.values()}
         self.upstreams.retain(used)
+        self.generation = generation
         return {"op": "applied", "generation": generation, "ok": True, "error": "", "ports": errors}
 
     async def _open(self, table: PortTable, state: PortState) -> PortServer:
@@ -113,18 +145,26 @@ class Worker:
         ctx: ssl.SSLContext | None = None
         if table.port.tls:
 
-            def pick(sni: str) -> ssl.SSLContext | None:
+            def pick(sni: str, sslobj: Any) -> ssl.SSLContext | None:
                 current = holder["server"].current.table
                 lt = current.listener_for(sni) if sni else None
                 if lt is None or not lt.listener.certificates:
                     lt = next((x for x in current.listeners if x.listener.certificates), None)
+                track_handshake(sslobj, lt, self.stats)
                 if lt is None:
                     return None
                 return self.contexts.choose(lt.listener, sni)
 
             ctx = listening_context(pick)
         srv = PortServer(
-            table.port.address, table.port.port, table.port.tls, state, self.limits, ctx
+            table.port.address,
+            table.port.port,
+            table.port.tls,
+            state,
+            self.limits,
+            ctx,
+            self.stats,
+            self.access_log,
         )
         holder["server"] = srv
         await srv.start()
@@ -146,13 +186,15 @@ class Worker:
 
 def main(argv: list[str]) -> None:
     limits = Limits(**json.loads(argv[1])) if len(argv) > 1 else Limits()
+    # argv[2], when given: the fd to write the access log to.
+    log_fd = int(argv[2]) if len(argv) > 2 else None
     # The control channel keeps the real stdout; stray prints go to stderr.
     out_fd = os.dup(1)
     os.dup2(2, 1)
     install_h11_hardening()
     profile = os.environ.get("NODEGATE_L7_PROFILE")  # bench/l7 --profile: where to write
     if not profile:
-        uvloop.run(Worker(limits, out_fd).run())
+        uvloop.run(Worker(limits, out_fd, log_fd).run())
         return
     import cProfile
     import pstats
@@ -160,7 +202,7 @@ def main(argv: list[str]) -> None:
     profiler = cProfile.Profile()
     profiler.enable()
     try:
-        uvloop.run(Worker(limits, out_fd).run())
+        uvloop.run(Worker(limits, out_fd, log_fd).run())
     finally:
         profiler.disable()
         with open(profile, "w") as f:

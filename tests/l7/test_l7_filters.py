@@ -6,10 +6,14 @@ import pytest
 
 from agent.nodeconfig import CORS, HeaderModifier, HTTPMatch, PathModifier, Redirect
 from l7.filters import (
+    CompiledModifier,
     CORSPolicy,
     forwarded_headers,
     is_preflight,
+    is_websocket,
     modify_headers,
+    outgoing_request_headers,
+    outgoing_response_headers,
     redirect_location,
     replace_path,
     strip_hop_by_hop,
@@ -256,3 +260,72 @@ def test_forwarded_headers_append_the_client() -> None:
         (b"x-forwarded-proto", b"https"),
         (b"x-forwarded-host", b"gw.example"),
     ]
+
+
+# --- the one-pass hot path equals the rules composed -------------------------------------
+
+MODS = [
+    HeaderModifier(),
+    HeaderModifier(set=(("X-A", "s"),), add=(("x-b", "a"),), remove=("x-c",)),
+    HeaderModifier(set=(("x-a", "1"), ("x-b", "2"), ("x-a", "3")), add=(("x-a", "4"),)),
+    HeaderModifier(add=(("x-c", "v"),), remove=("X-C",)),
+    # Fields the proxy owns: the composition is taken literally.
+    HeaderModifier(set=(("X-Forwarded-For", "1.2.3.4"),), remove=("host",)),
+    HeaderModifier(add=(("Connection", "close"), ("x-private", "p"))),
+]
+REQUESTS: list[H] = [
+    [(b"host", b"gw"), (b"x-a", b"0"), (b"x-c", b"1"), (b"x-c", b"2")],
+    [
+        (b"host", b"gw"),
+        (b"connection", b"keep-alive, x-private"),
+        (b"x-private", b"1"),
+        (b"x-forwarded-for", b"10.0.0.1"),
+        (b"x-forwarded-proto", b"spoofed"),
+        (b"te", b"trailers"),
+        (b"content-length", b"3"),
+        (b"x-ok", b"1"),
+    ],
+    [
+        (b"host", b"gw"),
+        (b"upgrade", b"websocket"),
+        (b"connection", b"Upgrade"),
+        (b"sec-websocket-key", b"k"),
+    ],
+    [(b"upgrade", b"h2c"), (b"connection", b"upgrade"), (b"x-a", b"1")],
+]
+
+
+@pytest.mark.parametrize("mod", MODS)
+@pytest.mark.parametrize("headers", REQUESTS)
+def test_compiled_modifier_equals_modify_headers(headers: H, mod: HeaderModifier) -> None:
+    assert CompiledModifier(mod).apply(headers) == modify_headers(headers, mod)
+
+
+@pytest.mark.parametrize("mod", [None, *MODS])
+@pytest.mark.parametrize("headers", REQUESTS)
+def test_outgoing_request_headers_equal_the_composed_rules(
+    headers: H, mod: HeaderModifier | None
+) -> None:
+    modified = modify_headers(headers, mod) if mod is not None else list(headers)
+    ws = is_websocket(modified)
+    want = strip_hop_by_hop(modified, keep_upgrade=ws)
+    want = [(n, v) for n, v in want if n != b"host"]
+    want = [(b"host", b"h:1"), *forwarded_headers(want, "127.0.0.9", "https", b"h:1")]
+    fields = [(n, n, v) for n, v in headers]
+    compiled = CompiledModifier(mod) if mod is not None else None
+    got = outgoing_request_headers(fields, compiled, b"127.0.0.9", b"https", b"h:1")
+    assert got == (want, ws)
+
+
+@pytest.mark.parametrize("mod", MODS[:4])
+@pytest.mark.parametrize("headers", REQUESTS)
+def test_outgoing_response_headers_equal_the_composed_rules(
+    headers: H, mod: HeaderModifier
+) -> None:
+    cors = [(b"access-control-allow-origin", b"o"), (b"x-a", b"cors")]
+    cl = next((v for n, v in headers if n == b"content-length"), None)
+    want = strip_hop_by_hop(headers) + ([(b"content-length", cl)] if cl is not None else [])
+    want = modify_headers(want, mod)
+    want = [(n, v) for n, v in want if n not in {b"access-control-allow-origin", b"x-a"}] + cors
+    fields = [(n, n, v) for n, v in headers]
+    assert outgoing_response_headers(fields, (CompiledModifier(mod),), cors) == want

@@ -313,3 +313,55 @@ def test_valid_filters_compile() -> None:
         )
     )
     compile_port(http_port("127.0.0.1", 80, listener(vhost("", (rule(filters=ok), [match("/")])))))
+
+
+# --- the indexes give what the ordered scan gives -------------------------------------------
+
+INDEXED_MATCHES = [
+    match("/a/b", "Exact"),
+    match("/a/b/", "PathPrefix"),
+    match("/a", "PathPrefix", method="POST"),
+    match("/a", "PathPrefix", headers=(("Exact", "x-v", "1"),)),
+    match("/a/b.*", "RegularExpression"),
+    match("/abc", "PathPrefix"),
+    match("/", "Exact"),
+    match("/c//", "PathPrefix"),
+    match("/a", "PathPrefix"),
+    match("/", "PathPrefix", query_params=(("Exact", "q", "1"),)),
+]
+PATHS = ["/", "/a", "/a/", "/a/b", "/a/b/", "/a/bc", "/a/b/c", "/abc", "/abcd", "/c", "/c/", "/x"]
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("method", ["GET", "POST"])
+@pytest.mark.parametrize("hdrs", [(), ((b"x-v", b"1"),)])
+@pytest.mark.parametrize("query", ["", "q=1"])
+def test_indexed_vhost_routes_like_the_ordered_scan(
+    path: str, method: str, hdrs: tuple[tuple[bytes, bytes], ...], query: str
+) -> None:
+    from l7.router import INDEX_FROM, compile_vhost
+
+    rules = [(rule(name=f"r{i}"), [m]) for i, m in enumerate(INDEXED_MATCHES)]
+    table = compile_vhost(vhost("", *rules))
+    assert len(table.entries) >= INDEX_FROM
+    req = head(path=path, method=method, headers=hdrs, query=query)
+    scan = next(
+        ((table.rules[i], m.match) for m, i in table.entries if m.matches(req)),
+        None,
+    )
+    assert table.route(req) == scan
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["a.example.com", "b.a.example.com", "example.com", "x.other.org", "other.org", "", "a.b.c"],
+)
+def test_listener_lookup_equals_the_first_listener_in_order(host: str) -> None:
+    names = ["a.example.com", "*.a.example.com", "*.example.com", "*.org", "", "example.com"]
+    port = compile_port(
+        http_port(
+            "127.0.0.1", 80, *(listener(name=f"l{i}", hostname=n) for i, n in enumerate(names))
+        )
+    )
+    want = next((lt for lt in port.listeners if hostname_matches(lt.listener.hostname, host)), None)
+    assert port.listener_for(host) is want

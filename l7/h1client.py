@@ -1,0 +1,172 @@
+"""The gateway's client side of HTTP/1.1 to a backend, on h11's parsers without its state machine.
+
+A backend connection carries one exchange at a time and the proxy always sends a
+whole request (head and a Content-Length-framed body) before it reads anything,
+so the client half of `h11.Connection` (request serialisation through its state
+machine, then a second pass of every response event through it) was cost
+without a decision to make. What stays h11's is everything that judges what the
+backend sent:
+
+- the status line and header fields are parsed by h11's own reader
+  (`maybe_read_from_SEND_RESPONSE_server`: its ABNF regexes, obs-fold refused by
+  limits.install_h11_hardening, Content-Length and Transfer-Encoding checked
+  when the `Response` event is built);
+- the body framing is h11's `_body_framing` (RFC 9112, 6.3: HEAD, 1xx, 204 and
+  304 have no body; Transfer-Encoding beats Content-Length; otherwise read until
+  close), and the body is read by h11's Content-Length, chunked and HTTP/1.0
+  readers;
+- keep-alive is h11's `_keep_alive` ("Connection: close" or HTTP/1.0 closes).
+
+Invariants: a connection is reusable only when its response ended by its
+framing, the backend allowed keep-alive, and nothing arrived after the response
+(bytes nobody asked for would be taken for the next request's answer). A 101 is
+accepted only in answer to a request that proposed an upgrade.
+
+The request is written by hand as h11's writer would (request line, Host first,
+`name: value` lines, blank line, body): every field was parsed and checked by h11
+on the way in or comes from configuration checked at compile time
+(router.check_filters), so nothing is validated again per request.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import h11
+from h11._connection import _body_framing, _keep_alive
+from h11._readers import (
+    ChunkedReader,
+    ContentLengthReader,
+    Http10Reader,
+    maybe_read_from_SEND_RESPONSE_server,
+)
+from h11._receivebuffer import ReceiveBuffer
+
+NEED_DATA = h11.NEED_DATA
+# As h11.Connection's default max_incomplete_event_size: a backend's head is bounded too.
+MAX_HEAD_BYTES = 16 * 1024
+
+_READERS: dict[str, Any] = {
+    "content-length": ContentLengthReader,
+    "chunked": ChunkedReader,
+    "http/1.0": Http10Reader,
+}
+
+
+class ProtocolError(Exception):
+    """The backend sent something that is not a valid response to our request."""
+
+
+class BackendClosed(ConnectionResetError):
+    """The backend closed the connection before a response head (or a stale pooled one)."""
+
+
+def serialize_request(
+    method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes
+) -> bytes:
+    """The request as bytes: `headers` must carry Host first and Content-Length if `body`."""
+    parts = [method, b" ", target, b" HTTP/1.1\r\n"]
+    for name, value in headers:
+        parts += (name, b": ", value, b"\r\n")
+    parts.append(b"\r\n")
+    if body:
+        parts.append(body)
+    return b"".join(parts)
+
+
+# Parser states.
+HEAD = 0  # waiting for a status line and header block
+BODY = 1  # reading the body by the response's framing
+DONE = 2  # the response ended by its framing
+SWITCHED = 3  # a 101 was received: bytes after it are the new protocol's
+IDLE = 4  # no request outstanding
+
+
+class ResponseParser:
+    """The receive side of one backend connection; `start()` once per request sent."""
+
+    __slots__ = ("buf", "closed", "keep_alive", "method", "reader", "state", "upgrade")
+
+    def __init__(self) -> None:
+        self.buf = ReceiveBuffer()
+        self.closed = False
+        self.state = IDLE
+        self.method = b"GET"
+        self.upgrade = False
+        self.reader: Any = None
+        self.keep_alive = True
+
+    def start(self, method: bytes, upgrade: bool) -> None:
+        self.state = HEAD
+        self.method = method
+        self.upgrade = upgrade
+        self.reader = None
+        self.keep_alive = True
+
+    def feed(self, data: bytes) -> None:
+        self.buf += data
+
+    def feed_eof(self) -> None:
+        self.closed = True
+
+    @property
+    def buffered(self) -> int:
+        return len(self.buf)
+
+    def trailing(self) -> bytes:
+        """Bytes received past the response head of a 101 (the new protocol's first bytes)."""
+        data = bytes(self.buf)
+        self.buf = ReceiveBuffer()
+        return data
+
+    def reusable(self) -> bool:
+        return self.state == DONE and self.keep_alive and not self.closed and not self.buf
+
+    def next_event(self) -> Any:
+        """The next h11 event of the response, or NEED_DATA. Raises ProtocolError for a
+        response h11 would refuse and BackendClosed when the backend closed before a head."""
+        if self.state == HEAD and not self.buf and not self.closed:
+            return NEED_DATA  # nothing to parse (the usual case right after a request)
+        try:
+            if self.state == BODY:
+                event = self.reader(self.buf)
+                if event is None:
+                    if self.closed and not self.buf:
+                        # RFC 9112, 6.3: a body without other framing ends at the close;
+                        # one with a Content-Length or chunked framing is incomplete.
+                        event = self.reader.read_eof()
+                    else:
+                        return NEED_DATA
+                if type(event) is h11.EndOfMessage:
+                    self.state = DONE
+                return event
+            if self.state == HEAD:
+                event = maybe_read_from_SEND_RESPONSE_server(self.buf)
+                if event is None:
+                    if self.closed:
+                        if self.buf:
+                            raise ProtocolError("backend closed the connection mid-head")
+                        raise BackendClosed("backend closed the connection")
+                    if len(self.buf) > MAX_HEAD_BYTES:
+                        raise ProtocolError(f"a response head of more than {MAX_HEAD_BYTES} bytes")
+                    return NEED_DATA
+                if type(event) is h11.InformationalResponse:
+                    if event.status_code == 101:
+                        # RFC 9110, 15.2.2: a server switches only to a protocol the
+                        # client listed in Upgrade.
+                        if not self.upgrade:
+                            raise ProtocolError("101 Switching Protocols without an upgrade")
+                        self.state = SWITCHED
+                    return event
+                self.keep_alive = _keep_alive(event)  # type: ignore[arg-type]
+                framing, args = _body_framing(self.method, event)  # type: ignore[arg-type]
+                if framing == "http/1.0":
+                    self.keep_alive = False  # the body ends with the connection
+                self.reader = _READERS[framing](*args)
+                self.state = BODY
+                return event
+        except (h11.LocalProtocolError, h11.RemoteProtocolError) as exc:
+            raise ProtocolError(str(exc)) from exc
+        if self.closed:
+            raise BackendClosed("backend closed the connection")
+        return NEED_DATA

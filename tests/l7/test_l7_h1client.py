@@ -1,0 +1,146 @@
+"""The backend side's response parser (h11's readers without its state machine), as data:
+bytes in, events and reuse decisions out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import h11
+import pytest
+
+from l7.h1client import (
+    NEED_DATA,
+    BackendClosed,
+    ProtocolError,
+    ResponseParser,
+    serialize_request,
+)
+from l7.limits import install_h11_hardening
+
+install_h11_hardening()
+
+
+def events(
+    data: bytes, method: bytes = b"GET", upgrade: bool = False, eof: bool = False
+) -> tuple[list[Any], ResponseParser]:
+    p = ResponseParser()
+    p.start(method, upgrade)
+    p.feed(data)
+    if eof:
+        p.feed_eof()
+    out: list[Any] = []
+    while True:
+        e = p.next_event()
+        if e is NEED_DATA:
+            return out, p
+        out.append(e)
+        if type(e) is h11.EndOfMessage or (
+            type(e) is h11.InformationalResponse and e.status_code == 101
+        ):
+            return out, p
+
+
+def kinds(evs: list[Any]) -> list[str]:
+    return [type(e).__name__ for e in evs]
+
+
+@pytest.mark.parametrize(
+    ("data", "method", "eof", "expected", "body", "reusable"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc", b"GET", False,
+         ["Response", "Data", "EndOfMessage"], b"abc", True),
+        (b"HTTP/1.1 204 No Content\r\n\r\n", b"GET", False,
+         ["Response", "EndOfMessage"], b"", True),
+        # HEAD: no body whatever Content-Length says (RFC 9110, 9.3.2).
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", b"HEAD", False,
+         ["Response", "EndOfMessage"], b"", True),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", b"GET",
+         False, ["Response", "Data", "EndOfMessage"], b"abc", True),
+        # No framing: the body runs to the close, and the connection cannot be reused.
+        (b"HTTP/1.1 200 OK\r\n\r\nto the end", b"GET", True,
+         ["Response", "Data", "EndOfMessage"], b"to the end", False),
+        (b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\nx", b"GET", False,
+         ["Response", "Data", "EndOfMessage"], b"x", False),
+        (b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\nx", b"GET", False,
+         ["Response", "Data", "EndOfMessage"], b"x", False),
+        # Bytes after the response: nobody asked for them, so no reuse.
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nxHTTP/1.1 200 OK\r\n", b"GET", False,
+         ["Response", "Data", "EndOfMessage"], b"x", False),
+        (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", b"POST",
+         False, ["InformationalResponse", "Response", "EndOfMessage"], b"", True),
+    ],
+)  # fmt: skip
+def test_framing_and_reuse(
+    data: bytes, method: bytes, eof: bool, expected: list[str], body: bytes, reusable: bool
+) -> None:
+    evs, p = events(data, method, eof=eof)
+    assert kinds(evs) == expected
+    assert b"".join(bytes(e.data) for e in evs if type(e) is h11.Data) == body
+    assert p.reusable() is reusable
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx",
+        b"HTTP/1.1 200 OK\r\nBad Header: x\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX-A: 1\r\n folded\r\nContent-Length: 0\r\n\r\n",  # obs-fold
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"HTTP/1.1 2000 OK\r\n\r\n",
+        b"garbage\r\n\r\n",
+        # 101 to a request that proposed no upgrade (RFC 9110, 15.2.2).
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+    ],
+)
+def test_refuses_what_h11_refuses(data: bytes) -> None:
+    with pytest.raises(ProtocolError):
+        events(data)
+
+
+def test_a_head_over_the_limit_is_refused() -> None:
+    with pytest.raises(ProtocolError):
+        events(b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 20000)
+
+
+def test_close_before_a_head_and_mid_body() -> None:
+    with pytest.raises(BackendClosed):
+        events(b"", eof=True)
+    with pytest.raises(ProtocolError):
+        events(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab", eof=True)
+    with pytest.raises(ProtocolError):
+        events(b"HTTP/1.1 20", eof=True)
+
+
+def test_upgrade_hands_over_the_bytes_after_the_head() -> None:
+    evs, p = events(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x02hi", upgrade=True
+    )
+    assert kinds(evs) == ["InformationalResponse"]
+    assert p.trailing() == b"\x81\x02hi"
+    assert not p.reusable()
+
+
+def test_body_in_pieces() -> None:
+    p = ResponseParser()
+    p.start(b"GET", False)
+    p.feed(b"HTTP/1.1 200 OK\r\nContent-Le")
+    assert p.next_event() is NEED_DATA
+    p.feed(b"ngth: 4\r\n\r\nab")
+    assert type(p.next_event()) is h11.Response
+    assert bytes(p.next_event().data) == b"ab"
+    assert p.next_event() is NEED_DATA
+    p.feed(b"cd")
+    assert bytes(p.next_event().data) == b"cd"
+    assert type(p.next_event()) is h11.EndOfMessage
+    assert p.reusable()
+
+
+def test_serialized_request_is_what_h11_would_write() -> None:
+    headers = [(b"host", b"h"), (b"x-a", b"1"), (b"content-length", b"2")]
+    ours = serialize_request(b"POST", b"/p?q=1", headers, b"hi")
+    conn = h11.Connection(h11.CLIENT)
+    theirs = conn.send(h11.Request(method=b"POST", target=b"/p?q=1", headers=headers))
+    theirs = (theirs or b"") + (conn.send(h11.Data(data=b"hi")) or b"")
+    theirs += conn.send(h11.EndOfMessage()) or b""
+    assert ours == theirs
