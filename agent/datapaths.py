@@ -44,6 +44,37 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
         help="source ports the L4 datapath reserves for its NAT",
     )
     g.add_argument(
+        "--l4-tcp-timeout",
+        type=float,
+        default=3600.0,
+        help="seconds an idle TCP flow keeps its backend",
+    )
+    g.add_argument(
+        "--l4-tcp-fin-timeout", type=float, default=10.0, help="seconds a TCP flow lives after FIN"
+    )
+    g.add_argument(
+        "--l4-udp-timeout",
+        type=float,
+        default=30.0,
+        help="seconds an idle UDP flow keeps its backend",
+    )
+    g.add_argument(
+        "--l4-ct-size",
+        type=int,
+        default=131072,
+        help="connection-tracking entries (changing it needs `nodegate cleanup`)",
+    )
+    g.add_argument("--l4-max-services", type=int, default=64, help="L4 listeners the maps hold")
+    g.add_argument(
+        "--l4-max-backends", type=int, default=256, help="backend endpoints the maps hold"
+    )
+    g.add_argument(
+        "--l4-maglev-size", type=int, default=16381, help="Maglev table size per listener (a prime)"
+    )
+    g.add_argument(
+        "--bpf-pin-dir", default="/sys/fs/bpf/nodegate", help="where the eBPF maps are pinned"
+    )
+    g.add_argument(
         "--l7-workers", type=int, default=None, help="L7 worker processes (default: one per core)"
     )
 
@@ -73,6 +104,14 @@ def start(args: argparse.Namespace) -> tuple[list[Datapath], frozenset[str]]:
             interfaces=[i for i in args.l4_interfaces.split(",") if i] or None,
             mode=args.l4_mode,
             snat_ports=(int(low), int(high or low)),
+            tcp_timeout=args.l4_tcp_timeout,
+            tcp_fin_timeout=args.l4_tcp_fin_timeout,
+            udp_timeout=args.l4_udp_timeout,
+            ct_size=args.l4_ct_size,
+            max_services=args.l4_max_services,
+            max_backends=args.l4_max_backends,
+            maglev_size=args.l4_maglev_size,
+            pin_dir=args.bpf_pin_dir,
         )
         l4.start()
         log.info(
