@@ -145,6 +145,9 @@ def _parser() -> argparse.ArgumentParser:
         help="remove the eBPF programs, pinned maps, reserved ports and addresses nodegate made",
     )
     cleanup.add_argument(
+        "--bpf-pin-dir", default="/sys/fs/bpf/nodegate", help="where the eBPF maps are pinned"
+    )
+    cleanup.add_argument(
         "--gateway-interface",
         default="",
         metavar="IFACE",
@@ -257,7 +260,7 @@ def _serve_metrics(address: str, datapaths: list[Datapath]) -> HealthServer | No
 def cmd_cleanup(args: argparse.Namespace) -> int:
     from bpf.datapath import cleanup
 
-    for item in cleanup():
+    for item in cleanup(args.bpf_pin_dir):
         print(f"removed {item}")
     if args.gateway_interface:
         for address in AddressManager(args.gateway_interface).cleanup():
