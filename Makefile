@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 # `make demo KEEP=1` leaves the demo's namespaces and processes up.
 KEEP ?=
 
-.PHONY: setup test lint demo conformance clean distclean
+.PHONY: setup test lint demo conformance bench clean distclean
 
 setup:
 	@bash scripts/setup.sh
@@ -45,6 +45,19 @@ demo: setup
 
 conformance: setup
 	$(PY) -m lab.conformance
+
+# Benchmarks against peers, side by side (not tests: numbers, printed and in out/).
+# The peers are Debian packages, installed here when missing.
+BENCH_PACKAGES := nginx libnginx-mod-stream haproxy wrk iperf3
+bench: setup
+	@missing=$$(for p in $(BENCH_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "+ apt-get install $$missing"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing >/dev/null \
+		|| { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing >/dev/null; }; \
+	fi
+	$(PY) -m bench.l7
+	$(PY) bench/l4/run.py
 
 # Caches, stamps and reports; keeps .venv (see distclean).
 clean:
