@@ -77,6 +77,11 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--l7-workers", type=int, default=None, help="L7 worker processes (default: one per core)"
     )
+    g.add_argument(
+        "--access-log",
+        action="store_true",
+        help="L7: one JSON line per request on stderr (gateway, listener, route, backend, status)",
+    )
 
 
 def _names(value: str) -> list[str]:
@@ -122,7 +127,7 @@ def start(args: argparse.Namespace) -> tuple[list[Datapath], frozenset[str]]:
     if "l7" in names:
         from l7.engine import L7Datapath
 
-        l7 = L7Datapath(workers=args.l7_workers)
+        l7 = L7Datapath(workers=args.l7_workers, access_log=args.access_log)
         l7.start()
         log.info("l7 datapath started: %d worker(s)", l7.count)
         datapaths.append(l7)

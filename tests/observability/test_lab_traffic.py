@@ -30,7 +30,7 @@ import yaml
 from lab.cluster import Cluster
 from lab.conformance.client import NetnsPool
 from lab.conformance.runner import ADDRESS_POOL, StatusFile
-from lab.conformance.wire import tcp_send_once
+from lab.conformance.wire import http_request, tcp_send_once
 from lab.netns import Lab
 from tests.observability.support import Sample, parse, sample, total
 
@@ -222,6 +222,7 @@ def served() -> Iterator[Served]:
             "1",
             "--log-format",
             "json",
+            "--access-log",
         ]
         log = state / "agent.log"
         with log.open("ab") as out:
@@ -245,6 +246,9 @@ def served() -> Iterator[Served]:
                 "TCP through the gateway", lambda: client.call(tcp_send_once, address, 9000, 2.0)
             )
             wait_for("UDP through the gateway", lambda: client.call(udp_from, address, 0, b"hi"))
+            wait_for(
+                "HTTP through the gateway", lambda: client.call(http_get, address, "/ok") == 200
+            )
             yield s
         finally:
             client.close()
@@ -359,3 +363,54 @@ def test_conntrack_and_generations_are_reported(served: Served) -> None:
         json.loads(line) for line in served.log.read_text().splitlines() if line.startswith("{")
     ]
     assert any(e["msg"].startswith("metrics, /healthz and /readyz on") for e in events)
+
+
+HTTP = {"gateway": "obs/edge", "listener": "http"}
+
+
+def http_get(address: str, target: str) -> int:
+    headers = [("Host", "obs.example"), ("Connection", "close")]
+    return http_request(address, 80, "GET", target, headers, 5.0).status
+
+
+def test_http_requests_are_counted_by_route_backend_and_status_class(served: Served) -> None:
+    before = served.scrape()
+    targets = ["/ok"] * 7 + ["/broken"] * 3 + ["/nowhere"] * 4
+    codes = [served.client.call(http_get, served.address, t) for t in targets]
+    assert codes == [200] * 7 + [500] * 3 + [404] * 4
+    after = served.scrape()
+
+    def d(name: str, **labels: str) -> float:
+        return delta(before, after, name, **labels)
+
+    web = {**HTTP, "route": "obs/web"}
+    assert d("nodegate_http_requests_total", **HTTP) == 14
+    assert d("nodegate_http_requests_total", **web, backend="obs/echo", code_class="2xx") == 7
+    assert d("nodegate_http_requests_total", **web, code_class="5xx") == 3
+    assert d("nodegate_http_requests_total", **HTTP, route="", code_class="4xx") == 4
+    assert d("nodegate_http_requests_total", **HTTP, code_class="4xx") == 4
+    assert d("nodegate_http_request_duration_seconds_count", **HTTP) == 14
+    assert d("nodegate_http_request_duration_seconds_count", **web) == 10
+    echo = {"route": "obs/web", "backend": "obs/echo"}
+    assert d("nodegate_http_upstream_duration_seconds_count", **echo) == 7
+    assert d("nodegate_http_upstream_connect_errors_total") == 0
+    assert d("nodegate_l4_packets_total") == 0  # HTTP never touches the eBPF listeners
+    assert after[sample("nodegate_scrape_errors_total", datapath="l7")] == 0
+
+
+def test_the_access_log_names_the_route_and_backend_of_each_request(served: Served) -> None:
+    target = "/ok/access-log-check"
+    assert served.client.call(http_get, served.address, target) == 200
+
+    def logged() -> dict[str, Any] | None:
+        for line in served.log.read_text().splitlines():
+            if target in line:
+                return dict(json.loads(line))
+        return None
+
+    entry = wait_for("the access log line", logged, timeout=20)
+    assert entry["path"] == target and entry["status"] == 200
+    assert (entry["gateway"], entry["listener"]) == ("obs/edge", "http")
+    assert (entry["route"], entry["backend"]) == ("obs/web", "obs/echo")
+    # The metrics never carry the path.
+    assert "access-log-check" not in served.get("/metrics")[1]
