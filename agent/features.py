@@ -10,8 +10,7 @@ Not claimed yet, with the reason:
 - GRPCRoute, HTTPRouteBackendProtocolH2C, GatewayHTTPSListenerDetectMisdirectedRequests:
   the proxy speaks HTTP/1.1 only.
 - TLSRoute (and its modes): no TLS passthrough datapath yet.
-- HTTPRouteBackendProtocolWebSocket, HTTPRouteRetry, GatewayBackendClientCertificate,
-  GatewayFrontendClientCertificateValidation(+InsecureFallback): their cases do not pass yet.
+- HTTPRouteBackendProtocolWebSocket, HTTPRouteRetry: their cases do not pass yet.
 - GatewayHTTPListenerIsolation: no shared case exercises it here yet.
 - GatewayInfrastructurePropagation: one DaemonSet serves every Gateway; nothing is generated
   per Gateway to carry spec.infrastructure.
@@ -55,6 +54,9 @@ CLAIMS: dict[str, frozenset[str]] = {
             "HTTPRouteCORS",
             "BackendTLSPolicy",
             "BackendTLSPolicySANValidation",
+            "GatewayBackendClientCertificate",
+            "GatewayFrontendClientCertificateValidation",
+            "GatewayFrontendClientCertificateValidationInsecureFallback",
         }
     ),
     "l4": _CORE | frozenset({"TCPRoute", "UDPRoute"}),

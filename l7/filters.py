@@ -301,8 +301,16 @@ def compile_modifier(mod: HeaderModifier | None) -> CompiledModifier | None:
     return CompiledModifier(mod) if mod is not None else None
 
 
+# What the gateway made of the client's certificate on a listener that validates them
+# (frontend mTLS): "SUCCESS", "NONE" or "FAILED:<why>", and the certificate's SHA-256.
+# A client cannot send these: they are dropped from every request.
+CLIENT_VERIFY = b"x-forwarded-client-cert-verify"
+CLIENT_CERT = b"x-forwarded-client-cert"
+
 # Request fields the proxy drops or writes itself on the way to a backend.
-_FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"})
+_FORWARDED = frozenset(
+    {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", CLIENT_VERIFY, CLIENT_CERT}
+)
 _REQUEST_OWN = HOP_BY_HOP | _FORWARDED | {b"content-length", b"host"}
 _STANDARD_TOKENS = frozenset({b"keep-alive", b"close", b"upgrade"})
 
@@ -313,16 +321,20 @@ def outgoing_request_headers(
     client_ip: bytes,
     scheme: bytes,
     host: bytes,
+    extra: Headers | None = None,
 ) -> tuple[Headers, bool]:
     """The fields a request is forwarded with, and whether it is a WebSocket handshake.
 
     `fields` are h11's (raw name, lower-case name, value) triples. The result equals,
     in one pass: the rule's RequestHeaderModifier, then `strip_hop_by_hop` (keeping a
     WebSocket handshake's Upgrade), Host dropped, `forwarded_headers`, and `host`
-    put first. A modifier that touches a field the proxy owns takes that composition
+    put first; then `extra` (the client-certificate fields), any copy the client sent
+    dropped. A modifier that touches a field the proxy owns takes that composition
     literally."""
     if mod is not None and not mod.names.isdisjoint(_REQUEST_OWN):
-        return _outgoing_slow(fields, mod, client_ip, scheme, host)
+        slow, ws = _outgoing_slow(fields, mod, client_ip, scheme, host)
+        slow = [h for h in slow if h[0] not in (CLIENT_VERIFY, CLIENT_CERT)]
+        return slow + (extra or []), ws
     kept: Headers = []
     prior: list[bytes] = []
     connection: list[bytes] = []
@@ -357,6 +369,8 @@ def outgoing_request_headers(
     out.append((b"x-forwarded-for", b", ".join(prior)))
     out.append((b"x-forwarded-proto", scheme))
     out.append((b"x-forwarded-host", host))
+    if extra:
+        out += extra
     return out, ws
 
 

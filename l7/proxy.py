@@ -336,7 +336,12 @@ async def _serve_routed(
     if absolute:
         target_b = (path + ("?" + query if query else "")).encode("latin-1")
     out_headers, upgrade = outgoing_request_headers(
-        request.headers._full_items, rule_t.request_mod, client.ip_b, client.scheme_b, host_raw
+        request.headers._full_items,
+        rule_t.request_mod,
+        client.ip_b,
+        client.scheme_b,
+        host_raw,
+        client.client_headers,
     )
     if body:
         out_headers.append((b"content-length", str(len(body)).encode()))

@@ -403,6 +403,14 @@ class PortTable:
             best = self.any_host
         return self.listeners[best] if best is not None else None
 
+    def tls_listener(self, sni: str) -> ListenerTable | None:
+        """The listener whose certificate (and client validation) a handshake uses: the one
+        SNI names if it has certificates, else the first listener that has some."""
+        lt = self.listener_for(sni) if sni else None
+        if lt is None or not lt.listener.certificates:
+            lt = next((x for x in self.listeners if x.listener.certificates), None)
+        return lt
+
     def route(self, req: RequestHead, sni: str | None = None) -> Routed | Refused:
         listener = self.listener_for(req.host)
         if sni is not None and self.port.tls:

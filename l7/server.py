@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import hashlib
 import socket
 import ssl
 from typing import Any
@@ -34,11 +35,17 @@ import h11
 from h11._connection import _body_framing
 
 from l7.accesslog import AccessLog
+from l7.filters import CLIENT_CERT, CLIENT_VERIFY
 from l7.limits import Limits, RequestRefused, check_request_framing
 from l7.proxy import PortState, serve
 from l7.router import ListenerTable
 from l7.stats import WorkerStats
-from l7.tls import client_certificate_missing, require_client_certificates
+from l7.tls import (
+    ClientVerifiers,
+    client_certificate_refused,
+    client_certificate_verdict,
+    require_client_certificates,
+)
 from l7.upstream import UpstreamConnection
 from l7.websocket import Tunnel
 
@@ -123,6 +130,8 @@ class ClientConnection(asyncio.Protocol):
         self.backend_label = ""
         self.status = 0
         self.sent_bytes = 0
+        # Fields forwarded with every request about the client's certificate (frontend mTLS).
+        self.client_headers: list[tuple[bytes, bytes]] = []
         self.task: asyncio.Task[None] | None = None
         self.request: h11.Request | None = None
         self.body = bytearray()
@@ -150,11 +159,22 @@ class ClientConnection(asyncio.Protocol):
             if marker is not None:
                 marker[0] = True  # the handshake completed (worker.track_handshake)
             self.sni = getattr(sslobj, "nodegate_sni", None) or None
-            lt = table.listener_for((self.sni or "").lower())
-            if lt is not None and client_certificate_missing(lt.listener, sslobj):
-                self.stats.handshake_failed(lt.gateway_label, lt.listener_label)
-                t.abort()  # type: ignore[attr-defined]
-                return
+            lt = table.tls_listener((self.sni or "").lower())
+            if lt is not None and lt.listener.client_validation is not None:
+                verdict = client_certificate_verdict(
+                    lt.listener, sslobj, self.server.fallback, self.server.verifiers
+                )
+                if client_certificate_refused(lt.listener, verdict):
+                    self.stats.handshake_failed(lt.gateway_label, lt.listener_label)
+                    t.abort()  # type: ignore[attr-defined]
+                    return
+                # AllowInsecureFallback "delegates client authorization to the backend":
+                # it is told what the gateway made of the certificate.
+                self.client_headers = [(CLIENT_VERIFY, (verdict or "NONE").encode("latin-1"))]
+                der = sslobj.getpeercert(binary_form=True)
+                if der:
+                    digest = hashlib.sha256(der).hexdigest().encode()
+                    self.client_headers.append((CLIENT_CERT, b"Hash=" + digest))
         else:
             lt = table.listener_for("")
         # Until a request names its listener, the connection counts under the SNI's (or the
@@ -544,6 +564,8 @@ class PortServer:
         self.ssl_context = ssl_context
         self.stats = stats if stats is not None else WorkerStats()
         self.access_log = access_log
+        self.verifiers = ClientVerifiers()
+        self.fallback = False  # some listener of this port is AllowInsecureFallback
         self.swap(state)
         self.connections: set[ClientConnection] = set()
         self.server: asyncio.base_events.Server | None = None
@@ -572,10 +594,14 @@ class PortServer:
 
     def swap(self, state: PortState) -> None:
         self.current = state
+        listeners = [lt.listener for lt in state.table.listeners]
+        self.fallback = any(
+            li.client_validation is not None
+            and li.client_validation.mode == "AllowInsecureFallback"
+            for li in listeners
+        )
         if self.ssl_context is not None:
-            require_client_certificates(
-                self.ssl_context, [lt.listener for lt in state.table.listeners]
-            )
+            require_client_certificates(self.ssl_context, listeners)
 
     def stop_accepting(self) -> None:
         """Close the listening socket now: no new connection is accepted once this returns."""

@@ -146,10 +146,7 @@ class Worker:
         if table.port.tls:
 
             def pick(sni: str, sslobj: Any) -> ssl.SSLContext | None:
-                current = holder["server"].current.table
-                lt = current.listener_for(sni) if sni else None
-                if lt is None or not lt.listener.certificates:
-                    lt = next((x for x in current.listeners if x.listener.certificates), None)
+                lt = holder["server"].current.table.tls_listener(sni)
                 track_handshake(sslobj, lt, self.stats)
                 if lt is None:
                     return None

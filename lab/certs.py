@@ -11,8 +11,15 @@ suite's setup, summarised in shared/conformance/echo-backend.md section 12:
 
 The certificate templates copy upstream's on purpose, quirks included, because
 the gateway must cope with exactly these certificates:
-- leaves (servers *and* clients) are CN=default, O=Acme Co, KeyUsage
-  keyEncipherment|digitalSignature, ExtKeyUsage serverAuth only;
+- leaves are CN=default, O=Acme Co, KeyUsage keyEncipherment|digitalSignature,
+  ExtKeyUsage serverAuth; the three client certificates (`client=True`) also
+  carry clientAuth. Upstream's older `generateRSACert` template gives every leaf
+  serverAuth only, and a peer checking purposes refuses such a leaf as a client
+  certificate: OpenSSL with "unsuitable certificate purpose", Go's crypto/tls
+  (`verifyClientCertificate` asks for ExtKeyUsageClientAuth) with "certificate
+  specifies an incompatible key usage". Upstream's own echo backend is Go and
+  verifies the Gateway's client certificate (GatewayTLSBackendClientCertificate),
+  so that case can only pass with client certificates that allow clientAuth;
 - every CA is CN=gatewayapi, O=Kubernetes Gateway API, C=US with the fixed
   serial number 2024, KeyUsage digitalSignature|keyCertSign, ExtKeyUsage
   clientAuth+serverAuth; CAs differ only by key (and so by subjectKeyIdentifier).
@@ -50,7 +57,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 RSA_BITS = 2048
 VALID_FOR = dt.timedelta(days=365)
 # Bump when FIXTURES or the templates change: it keys the on-disk cache.
-CACHE_VERSION = "gateway-api-v1.6.1.1"
+CACHE_VERSION = "gateway-api-v1.6.1.2"
 # A cached set is regenerated when it would expire within this margin.
 _MIN_REMAINING_VALIDITY = dt.timedelta(days=7)
 
@@ -85,6 +92,7 @@ class SignedBy:
     name: str
     hosts: tuple[str, ...]
     ca: str
+    client: bool = False  # presented as a client certificate: ExtKeyUsage adds clientAuth
 
 
 Fixture = SelfSigned | CertificateAuthority | SignedBy
@@ -102,6 +110,7 @@ FIXTURES: tuple[Fixture, ...] = (
         "tls-validity-checks-client-certificate",
         ("*", "*.org"),
         ca=f"{INFRA}/tls-validity-checks-ca-certificate",
+        client=True,
     ),
     CertificateAuthority(INFRA, "tls-validity-checks-per-port-ca-certificate", ("*", "*.org")),
     SignedBy(
@@ -109,6 +118,7 @@ FIXTURES: tuple[Fixture, ...] = (
         "tls-validity-checks-per-port-client-certificate",
         ("*", "*.org"),
         ca=f"{INFRA}/tls-validity-checks-per-port-ca-certificate",
+        client=True,
     ),
     CertificateAuthority(INFRA, "tls-checks-ca-certificate", ("abc.example.com",)),
     SignedBy(
@@ -122,6 +132,7 @@ FIXTURES: tuple[Fixture, ...] = (
         "tls-checks-client-certificate",
         ("abc.example.com",),
         ca=f"{INFRA}/tls-checks-ca-certificate",
+        client=True,
     ),
     SignedBy(
         INFRA,
@@ -272,7 +283,8 @@ def _generate(fixtures: Sequence[Fixture]) -> list[dict[str, Any]]:
             objects.append(_config_map(fx.namespace, fx.name, cert, key))
         else:
             issuer = issuers[fx.ca] if isinstance(fx, SignedBy) else None
-            cert = _leaf_certificate(key, fx.hosts, now, issuer)
+            client = isinstance(fx, SignedBy) and fx.client
+            cert = _leaf_certificate(key, fx.hosts, now, issuer, client)
             objects.append(_tls_secret(fx.namespace, fx.name, cert, key))
     return objects
 
@@ -282,8 +294,15 @@ def _sans(hosts: Sequence[str]) -> x509.SubjectAlternativeName:
 
 
 def _leaf_certificate(
-    key: rsa.RSAPrivateKey, hosts: Sequence[str], now: dt.datetime, issuer: _Issuer | None
+    key: rsa.RSAPrivateKey,
+    hosts: Sequence[str],
+    now: dt.datetime,
+    issuer: _Issuer | None,
+    client: bool = False,
 ) -> x509.Certificate:
+    usages = [ExtendedKeyUsageOID.SERVER_AUTH]
+    if client:
+        usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
     builder = (
         x509.CertificateBuilder()
         .subject_name(_LEAF_SUBJECT)
@@ -293,7 +312,7 @@ def _leaf_certificate(
         .not_valid_before(now)
         .not_valid_after(now + VALID_FOR)
         .add_extension(_key_usage(key_encipherment=True, cert_sign=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_sans(hosts), critical=False)
     )

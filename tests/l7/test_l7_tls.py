@@ -343,3 +343,105 @@ def test_unusable_key_pair_rejects_the_config(engine: Engine, echo: Echo) -> Non
         engine.dp.apply(NodeConfig(http=(http_port(ADDR, port, bad, tls=True),)), g + 1)
     assert engine.dp.applied_generation() == g
     assert request(ADDR, port, "/", sni="keep.example", ca=ca.pem).status == 200
+
+
+def _client_ctx(server_ca: CA, client: Issued | None, tmp_path: Path) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cadata=server_ca.pem)
+    if client is not None:
+        f = tmp_path / f"client-{id(client)}.pem"
+        f.write_text(client.cert_pem + client.key_pem)
+        ctx.load_cert_chain(str(f))
+    return ctx
+
+
+def _mtls_get(port: int, sni: str, ctx: ssl.SSLContext) -> tuple[int, dict[str, list[str]]]:
+    """(status, the request fields the backend saw) of one request with `ctx`."""
+    import socket
+
+    from tests.l7.client import exchange
+
+    with (
+        socket.create_connection((ADDR, port), timeout=10) as raw,
+        ctx.wrap_socket(raw, server_hostname=sni) as s,
+    ):
+        r = exchange(s, "GET", "/", sni, headers={"X-Forwarded-Client-Cert-Verify": "SUCCESS"})
+        return r.status, (r.json()["headers"] if r.status == 200 else {})
+
+
+def test_insecure_fallback_lets_any_client_through_and_tells_the_backend(
+    engine: Engine, echo: Echo, tmp_path: Path
+) -> None:
+    a = echo("a")
+    ca, client_ca, other_ca = CA(), CA("client CA"), CA("other CA")
+    good, bad = client_ca.issue("client.example"), other_ca.issue("client.example")
+    port = free_port(ADDR)
+    fallback = listener(
+        vhost("fallback.example", (rule(backend(a)), [match("/")])),
+        hostname="fallback.example",
+        name="fallback",
+        certificates=(cert(ca.issue("fallback.example"), "fallback.example"),),
+        client_validation=ClientValidation(ca_pems=(client_ca.pem,), mode="AllowInsecureFallback"),
+    )
+    strict = listener(
+        vhost("strict.example", (rule(backend(a)), [match("/")])),
+        hostname="strict.example",
+        name="strict",
+        certificates=(cert(ca.issue("strict.example"), "strict.example"),),
+        client_validation=ClientValidation(ca_pems=(client_ca.pem,)),
+    )
+    engine.apply(http_port(ADDR, port, fallback, strict, tls=True))
+    verdicts = {}
+    for name, client in (("good", good), ("bad", bad), ("none", None)):
+        status, seen = _mtls_get(port, "fallback.example", _client_ctx(ca, client, tmp_path))
+        assert status == 200, name
+        # The client's own copy of the field never reaches the backend.
+        (verdicts[name],) = seen["X-Forwarded-Client-Cert-Verify"]
+        assert ("X-Forwarded-Client-Cert" in seen) is (client is not None)
+    assert verdicts["good"] == "SUCCESS"
+    assert verdicts["bad"].startswith("FAILED:")
+    assert verdicts["none"] == "NONE"
+    # The same port's AllowValidOnly listener still refuses what does not verify.
+    status, seen = _mtls_get(port, "strict.example", _client_ctx(ca, good, tmp_path))
+    assert status == 200 and seen["X-Forwarded-Client-Cert-Verify"] == ["SUCCESS"]
+    for client in (bad, None):
+        with pytest.raises((ssl.SSLError, ConnectionError, h11.RemoteProtocolError)):
+            _mtls_get(port, "strict.example", _client_ctx(ca, client, tmp_path))
+
+
+def test_a_client_certificate_without_client_auth_usage_is_not_valid() -> None:
+    from cryptography import x509 as cx509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    from l7.tls import ClientVerifiers
+
+    client_ca, other_ca = CA("client CA"), CA("other CA")
+    leaf = cx509.load_pem_x509_certificate(client_ca.issue("client.example").cert_pem.encode())
+
+    def with_usage(*usages: cx509.ObjectIdentifier) -> bytes:
+        built = (
+            cx509.CertificateBuilder()
+            .subject_name(leaf.subject)
+            .issuer_name(leaf.issuer)
+            .public_key(leaf.public_key())  # type: ignore[arg-type]
+            .serial_number(cx509.random_serial_number())
+            .not_valid_before(leaf.not_valid_before_utc)
+            .not_valid_after(leaf.not_valid_after_utc)
+            .add_extension(cx509.ExtendedKeyUsage(list(usages)), critical=False)
+            .sign(client_ca.key, hashes.SHA256())
+        )
+        return built.public_bytes(Encoding.DER)
+
+    v = ClientValidation(ca_pems=(client_ca.pem,))
+    verifiers = ClientVerifiers()
+    assert verifiers.verdict(v, leaf.public_bytes(Encoding.DER)) == "SUCCESS"  # no EKU: any
+    assert verifiers.verdict(v, with_usage(ExtendedKeyUsageOID.CLIENT_AUTH)) == "SUCCESS"
+    assert verifiers.verdict(v, with_usage(ExtendedKeyUsageOID.SERVER_AUTH)).startswith(
+        "FAILED:unsuitable"
+    )
+    other = other_ca.issue("client.example").cert_pem.encode()
+    assert verifiers.verdict(
+        v, cx509.load_pem_x509_certificate(other).public_bytes(Encoding.DER)
+    ).startswith("FAILED:")
+    assert verifiers.verdict(v, None) == "NONE"
