@@ -519,9 +519,7 @@ async def _relay(
                 client.send_data(event.data)
             elif type(event) is h11.EndOfMessage:
                 client.end_response()
-                client.stats.upstream_done(
-                    route, backend, asyncio.get_running_loop().time() - attempt.started
-                )
+                client.stats.upstream_done(route, backend, client.loop.time() - attempt.started)
                 conn.finish()
                 return
     except (OSError, UpstreamError):

@@ -105,6 +105,7 @@ class ServerH11(h11.Connection):
 class ClientConnection(asyncio.Protocol):
     def __init__(self, server: PortServer) -> None:
         self.server = server
+        self.loop = asyncio.get_running_loop()
         self.limits = server.limits
         self.stats: WorkerStats = server.stats
         self.h11 = ServerH11(h11.SERVER, max_incomplete_event_size=server.limits.max_header_bytes)
@@ -192,7 +193,7 @@ class ClientConnection(asyncio.Protocol):
             return
         if self.state is State.IDLE and not self.seen_bytes:
             self.seen_bytes = True
-            self.first_byte_at = asyncio.get_running_loop().time()
+            self.first_byte_at = self.loop.time()
         self.h11.receive_data(data)
         self._process()
 
@@ -253,7 +254,7 @@ class ClientConnection(asyncio.Protocol):
                     self._refuse(exc.status)
                     return
                 self.request = event
-                self.received_at = asyncio.get_running_loop().time()
+                self.received_at = self.loop.time()
                 self.body = bytearray()
                 self.state = State.BODY
                 if self.h11.they_are_waiting_for_100_continue:
@@ -282,7 +283,7 @@ class ClientConnection(asyncio.Protocol):
         self.route_label = self.backend_label = ""
         self.status = self.sent_bytes = 0
         port = self.server.current  # the table this request runs on, start to end
-        self.task = asyncio.get_running_loop().create_task(
+        self.task = self.loop.create_task(
             self._run(port, self.request, bytes(self.body) if self.body else b"")
         )
 
@@ -313,7 +314,7 @@ class ClientConnection(asyncio.Protocol):
         """Count the request that just ended (one the gateway answered with a status)."""
         if not self.status:
             return  # the client went away before any answer: nothing was served
-        seconds = asyncio.get_running_loop().time() - self.received_at
+        seconds = self.loop.time() - self.received_at
         self.stats.request_done(
             self.gateway_label,
             self.listener_label,
@@ -358,7 +359,10 @@ class ClientConnection(asyncio.Protocol):
         self._arm(self.limits.keepalive_timeout, self._on_idle_timeout)
         assert self.transport is not None
         self.transport.resume_reading()
-        self._process()  # a pipelined request may be waiting in h11's buffer
+        if self.h11._receive_buffer:  # a pipelined request waits in h11's buffer
+            self.seen_bytes = True
+            self.first_byte_at = self.loop.time()
+            self._process()
 
     # --- answering (used by proxy.serve) ---
 
@@ -449,7 +453,7 @@ class ClientConnection(asyncio.Protocol):
     # --- timers and closing ---
 
     def _arm(self, delay: float, callback: Any) -> None:
-        self._arm_at(asyncio.get_running_loop().time() + delay, callback)
+        self._arm_at(self.loop.time() + delay, callback)
 
     def _arm_at(self, when: float, callback: Any) -> None:
         """Make `callback` due at loop time `when` (replacing what was due). A timer that
@@ -460,14 +464,14 @@ class ClientConnection(asyncio.Protocol):
             if self.timer_at <= when:
                 return
             self.timer.cancel()
-        self.timer = asyncio.get_running_loop().call_at(when, self._on_timer)
+        self.timer = self.loop.call_at(when, self._on_timer)
         self.timer_at = when
 
     def _on_timer(self) -> None:
         self.timer = None
         if self.deadline is None or self.state is State.CLOSED:
             return
-        if asyncio.get_running_loop().time() < self.deadline:
+        if self.loop.time() < self.deadline:
             self._arm_at(self.deadline, self.on_deadline)
             return
         callback, self.deadline = self.on_deadline, None
@@ -499,7 +503,7 @@ class ClientConnection(asyncio.Protocol):
         self._disarm()
         if counted:
             self.route_label = self.backend_label = ""
-            self.received_at = asyncio.get_running_loop().time()
+            self.received_at = self.loop.time()
             self.stats.request_done(self.gateway_label, self.listener_label, "", "", status, 0.0)
         try:
             if self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
