@@ -106,6 +106,7 @@ class L4Datapath:
             ct_size=ct_size,
         )
         self.attached: dict[str, str] = {}  # interface -> "tc" | "xdp" | "xdp-generic"
+        self._attached_index: dict[str, int] = {}  # interface -> ifindex it was attached at
         self.skipped: list[str] = []
         self.generation: int | None = None
         self._compiled: Compiled | None = None
@@ -172,10 +173,22 @@ class L4Datapath:
             raise DatapathError(f"no such interface: {', '.join(missing)}")
         return [by_name[n] for n in self.interfaces]
 
-    def _attach_all(self) -> None:
+    def _attach_all(self, only_new: bool = False) -> None:
+        """Attach to every target interface; with only_new, just to the ones that appeared
+        (or were recreated) since: pods' interfaces come and go, and replies from new
+        backends arrive through theirs."""
         assert self._nl is not None and self._compiled is not None
         nl, progs = self._nl, self._compiled.progs
-        for iface in self._targets(nl):
+        targets = self._targets(nl)
+        for gone in set(self.attached) - {i.name for i in targets}:
+            del self.attached[gone]
+            self._attached_index.pop(gone, None)
+        if only_new:
+            targets = [i for i in targets if self._attached_index.get(i.name) != i.index]
+            if not targets:
+                return
+        for iface in targets:
+            self._attached_index[iface.name] = iface.index
             # tc first: it serves alone, or finishes behind XDP, so there is
             # never a moment with neither attached.
             nl.attach_tc(iface.index, progs["ng_tc"], _tc_name(self.options.pin_dir))
@@ -197,7 +210,7 @@ class L4Datapath:
                 self.attached[iface.name] = "tc"
                 continue
             self.attached[iface.name] = want
-        log.info("l4: attached %s", self.attached)
+        log.info("l4: attached %s", {i.name: self.attached[i.name] for i in targets})
 
     def _xdp_mode_for(self, iface: Interface) -> str:
         if self.mode != "auto":
@@ -213,6 +226,8 @@ class L4Datapath:
             raise DatapathError("apply before start")
         o = self.options
         nl = self._nl
+        if self.interfaces is None:
+            self._attach_all(only_new=True)
         plan = plan_services(
             config.l4, nl.route_source, o.maglev_size, o.max_backends, o.max_services
         )
