@@ -73,6 +73,7 @@ class ConnState(enum.Enum):
 class UpstreamConnection(asyncio.Protocol):
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
+        self.loop = asyncio.get_running_loop()
         self.state = ConnState.CONNECTING
         self.parser = ResponseParser()
         self.transport: asyncio.Transport | None = None
@@ -163,7 +164,7 @@ class UpstreamConnection(asyncio.Protocol):
             event = self.poll()
             if event is not NEED_DATA:
                 return event
-            self.waiter = asyncio.get_running_loop().create_future()
+            self.waiter = self.loop.create_future()
             try:
                 await self.waiter
             finally:
