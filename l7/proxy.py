@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -163,7 +164,7 @@ class Attempt:
         self.conn = conn
         self.response = response
         self.status = status
-        self.started = started  # loop time the request went to the backend
+        self.started = started  # perf_counter when the request went to the backend
 
 
 async def _try_backend(
@@ -182,7 +183,6 @@ async def _try_backend(
     if pool is None:
         return Attempt(None, None, 503), None
     fresh_only = False
-    loop = asyncio.get_running_loop()
     for _ in range(2):
         try:
             if fresh_only:
@@ -196,7 +196,7 @@ async def _try_backend(
                 stats.count("upstream_connect_errors", route, state.label)
             return Attempt(None, None, exc.status), pool
         try:
-            started = loop.time()
+            started = time.perf_counter()
             conn.send(method, target, headers, body, upgrade)
             while True:
                 event = await conn.next_event()
@@ -519,7 +519,7 @@ async def _relay(
                 client.send_data(event.data)
             elif type(event) is h11.EndOfMessage:
                 client.end_response()
-                client.stats.upstream_done(route, backend, client.loop.time() - attempt.started)
+                client.stats.upstream_done(route, backend, time.perf_counter() - attempt.started)
                 conn.finish()
                 return
     except (OSError, UpstreamError):

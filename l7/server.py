@@ -29,6 +29,7 @@ import enum
 import hashlib
 import socket
 import ssl
+import time
 from typing import Any
 
 import h11
@@ -143,6 +144,9 @@ class ClientConnection(asyncio.Protocol):
         self.tunnel: Tunnel | None = None
         self.out = bytearray()
         self.received_at = 0.0  # loop time the current request's head was complete
+        # The same instant by perf_counter: uvloop's clock moves in milliseconds, too coarse
+        # for the duration histograms.
+        self.received_pc = 0.0
 
     # --- asyncio.Protocol ---
 
@@ -255,6 +259,7 @@ class ClientConnection(asyncio.Protocol):
                     return
                 self.request = event
                 self.received_at = self.loop.time()
+                self.received_pc = time.perf_counter()
                 self.body = bytearray()
                 self.state = State.BODY
                 if self.h11.they_are_waiting_for_100_continue:
@@ -314,7 +319,7 @@ class ClientConnection(asyncio.Protocol):
         """Count the request that just ended (one the gateway answered with a status)."""
         if not self.status:
             return  # the client went away before any answer: nothing was served
-        seconds = self.loop.time() - self.received_at
+        seconds = time.perf_counter() - self.received_pc
         self.stats.request_done(
             self.gateway_label,
             self.listener_label,
