@@ -17,6 +17,17 @@ role, with explicit states:
     TUNNEL   after a protocol switch (WebSocket): bytes relayed as they come
     CLOSED
 
+Timers: one `TimerHandle` per connection at most. A deadline moves by an
+assignment; the timer, when it fires before the deadline, sleeps again until it.
+Header and body timers are armed only when a read leaves a request incomplete
+(a request that arrives whole arms none); the header timer counts from the
+request's first byte.
+
+Each request is counted when it ends (WorkerStats, by the listener and route it
+was routed to and the backend that answered) and, with the access log on, logged.
+On a listener that validates client certificates every request carries the
+gateway's verdict to the backend (X-Forwarded-Client-Cert-Verify; tls.py).
+
 Flow control: when the client's transport buffer is full (`pause_writing`), the
 response relay awaits `drain()`, which stops it reading from the backend, whose
 connection then pauses its own socket (upstream.py).

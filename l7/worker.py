@@ -10,6 +10,9 @@ answers on the original stdout (anything printed goes to stderr instead):
   stops accepting and drains in the background. A port that fails to bind is
   reported in "ports" and tried again with the next configuration; the other
   ports are served regardless.
+
+A "stats" frame is answered at once with the worker's counters (l7/stats.py);
+argv[2], when given, is the fd the access log goes to (l7/accesslog.py).
 """
 
 from __future__ import annotations
