@@ -30,6 +30,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from agent import metrics
 from agent.leader import LeaseLock, NodeLease, NodeReports, Trouble
 from agent.model import EXPERIMENTAL_GROUP, GATEWAY_GROUP, ObjectKey
 from agent.sources.kube import ApiError, KubeClient, KubeSource
@@ -304,14 +305,17 @@ class StatusWriter:
                 )
             except ApiError as e:
                 if e.status == 409:
+                    metrics.status_conflict(key.kind)
                     continue  # changed since we read it: read again
                 if e.status != 404:
+                    metrics.status_write_failed(key.kind)
                     log.warning("writing the status of %s: %s", key, e)
                 return 0
             server = updated.get("status") or {}
             self._written[key] = (_canon(final), _canon(server))
             self.source.note_status(key, server)
             self.writes += 1
+            metrics.status_written(key.kind)
             log.info("status of %s written (generation %s)", key, obj["metadata"].get("generation"))
             return 1
         log.warning("status of %s: still conflicting after 5 attempts; next round", key)

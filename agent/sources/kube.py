@@ -42,6 +42,7 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from kubernetes.client import rest as k8s_rest
 
+from agent import metrics
 from agent.model import EXPERIMENTAL_GROUP, GATEWAY_GROUP, InvalidObject, ObjectKey
 from agent.model.registry import MODELS
 from agent.store import Store
@@ -384,10 +385,13 @@ class Watcher:
                 missing_since = None
                 self._watch()
                 backoff.reset()
+                if not self._stop.is_set():
+                    metrics.watch_restarted(kind, "closed")
             except Gone:
                 log.info(
                     "%s: resourceVersion %s is gone (410); relisting", kind, self.resource_version
                 )
+                metrics.watch_restarted(kind, "expired")
                 self.resource_version = None
             except Missing:
                 now = time.monotonic()
@@ -405,10 +409,12 @@ class Watcher:
                     # without these objects); the problem is reported and retried.
                     self.listed.set()
                 delay = backoff.next()
+                metrics.watch_restarted(kind, "error")
                 self.source._problem(f"watching {kind}: {e}; retrying in {delay:.1f}s")
                 self._stop.wait(delay)
             except Exception:  # a bug must not end the watch: log it and start over
                 delay = backoff.next()
+                metrics.watch_restarted(kind, "error")
                 log.exception("watching %s failed; relisting in %.1fs", kind, delay)
                 self.resource_version = None
                 self._stop.wait(delay)

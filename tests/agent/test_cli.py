@@ -116,6 +116,8 @@ def test_run_follows_edits_and_stops_on_sigterm(tmp_path: Path) -> None:
             str(status_file),
             "--datapaths",
             "none",
+            "--metrics-address",
+            "",
         ],
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,

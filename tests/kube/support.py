@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -223,7 +224,8 @@ def _zombie(pid: int) -> bool:
 class Agent:
     """A `nodegate run` process in cluster mode, its stderr collected by a thread."""
 
-    def __init__(self, argv: list[str]) -> None:
+    def __init__(self, argv: list[str], metrics_address: str = "") -> None:
+        self.metrics_address = metrics_address
         self.proc = subprocess.Popen(
             argv,
             stdout=subprocess.DEVNULL,
@@ -243,6 +245,11 @@ class Agent:
 
         self._thread = threading.Thread(target=pump, daemon=True)
         self._thread.start()
+
+    def metrics(self) -> str:
+        """The agent's /metrics page (its --metrics-address)."""
+        with urllib.request.urlopen(f"http://{self.metrics_address}/metrics", timeout=10) as r:
+            return str(r.read().decode())
 
     def log(self) -> str:
         with self._lock:
@@ -287,6 +294,9 @@ class Cluster:
         namespace: str | None = None,
         extra: tuple[str, ...] = (),
     ) -> Agent:
+        with socket.socket() as s:  # a free port for this agent's /metrics
+            s.bind(("127.0.0.1", 0))
+            metrics_address = f"127.0.0.1:{s.getsockname()[1]}"
         argv = [
             sys.executable,
             "-m",
@@ -319,9 +329,11 @@ class Cluster:
             # Translate only: these agents must not attach datapaths to the host's interfaces.
             "--datapaths",
             "none",
+            "--metrics-address",
+            metrics_address,
             *extra,
         ]
-        a = Agent(argv)
+        a = Agent(argv, metrics_address)
         self.agents.append(a)
         return a
 

@@ -365,6 +365,12 @@ def test_watch_survives_apiserver_restart_and_410(cluster: Cluster) -> None:
         "a relist after 410 Gone",
     )
     assert generations(agent) == applied, "a relist of the same objects changed the configuration"
+    restarts = re.search(
+        r'nodegate_watch_restarts_total\{kind="Service",reason="expired"\} (\d+)', agent.metrics()
+    )
+    assert restarts is not None and int(restarts.group(1)) >= 1, "the 410 relist is counted"
+    writes = re.search(r'nodegate_status_writes_total\{kind="HTTPRoute"\} (\d+)', agent.metrics())
+    assert writes is not None and int(writes.group(1)) >= 1, "status writes are counted"
 
     svc = cluster.api.read(service(ns))
     svc["spec"]["ports"] = [{"port": 81, "protocol": "TCP"}]
