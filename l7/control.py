@@ -5,7 +5,7 @@ Frames are a 4-byte big-endian length and a UTF-8 JSON object with an "op".
 engine -> worker: {"op": "apply", "generation": g, "config": <NodeConfig JSON>}
                   {"op": "stats"}
                   {"op": "stop", "drain": seconds}
-worker -> engine: {"op": "ready", "pid": p}
+worker -> engine: {"op": "ready", "pid": p, "loop": "uvloop"}
                   {"op": "applied", "generation": g, "ok": bool, "error": str,
                    "ports": {"address:port": "bind error", ...}}
                   {"op": "stats", "stats": <the worker's counters, l7/stats.py>}

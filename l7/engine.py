@@ -42,6 +42,7 @@ class L7WorkerFailed(Exception):
 class _Worker:
     proc: subprocess.Popen[bytes]
     generation: int = 0
+    loop: str = ""  # the event loop's module the worker reported when ready
     port_errors: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -108,7 +109,7 @@ class L7Datapath:
             return
         self.workers = [self._spawn() for _ in range(self.count)]
         for w in self.workers:
-            self._expect(w, "ready")
+            w.loop = str(self._expect(w, "ready").get("loop", ""))
         if self.config is not None:
             self.apply(self.config, self.generation)
 
@@ -121,7 +122,7 @@ class L7Datapath:
                 if f is not None:
                     f.close()
             fresh = self._spawn()
-            self._expect(fresh, "ready")
+            fresh.loop = str(self._expect(fresh, "ready").get("loop", ""))
             self.workers[i] = fresh
 
     def _expect(self, w: _Worker, op: str) -> dict[str, object]:

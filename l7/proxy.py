@@ -42,7 +42,6 @@ from l7.router import PortTable, Refused, RequestHead, Routed, Rule, host_of, sp
 from l7.stats import WorkerStats
 from l7.upstream import (
     BackendState,
-    ConnectFailed,
     ConnState,
     UpstreamConnection,
     UpstreamError,
@@ -192,8 +191,8 @@ async def _try_backend(
         except UpstreamError as exc:
             if exc.eject:
                 pool.eject()
-            if isinstance(exc, ConnectFailed):
-                stats.count("upstream_connect_errors", route, state.label)
+            # Refused, timed out, or TLS to the backend failed: no connection.
+            stats.count("upstream_connect_errors", route, state.label)
             return Attempt(None, None, exc.status), pool
         try:
             started = time.perf_counter()

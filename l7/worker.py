@@ -84,7 +84,8 @@ class Worker:
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=control.MAX_FRAME)
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-        self._send({"op": "ready", "pid": os.getpid()})
+        # The loop's module: "uvloop" (the engine and its tests check it is not asyncio's).
+        self._send({"op": "ready", "pid": os.getpid(), "loop": type(loop).__module__})
         while True:
             try:
                 head = await reader.readexactly(control.HEADER.size)

@@ -256,3 +256,7 @@ def test_stats_without_workers_traffic_are_empty_families() -> None:
         "tls_handshake_failures",
     ):
         assert st[family] == []
+
+
+def test_workers_run_on_uvloop(engine: Engine) -> None:
+    assert [w.loop for w in engine.dp.workers] == ["uvloop"] * len(engine.dp.workers)
