@@ -5,6 +5,8 @@ Fields: time (RFC 3339, UTC), gateway, listener, route, backend (the refs'
 answered), method, path (without the query), status, duration_ms (from the
 complete request head to the end of the response) and bytes (of response body
 sent). Unlike the stats, the log may carry the path: it is not a metric label.
+A request refused before routing (malformed, over a limit) is counted in the
+stats under route "" but has no line: its method and path are not to be trusted.
 
 Lines are queued and written once per event-loop iteration, each batch in one
 write() to the worker's log fd, so lines of several workers sharing a pipe or an
