@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import faulthandler
 import ipaddress
 import logging
 import os
@@ -270,6 +271,8 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # `kill -USR1 <pid>` prints every thread's stack to stderr: for a stuck agent.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     if args.command != "top":
         logs.configure(args.log_format, args.log_level)
     try:

@@ -72,6 +72,12 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
         "--l4-maglev-size", type=int, default=16381, help="Maglev table size per listener (a prime)"
     )
     g.add_argument(
+        "--l4-ct-sample-interval",
+        type=float,
+        default=10.0,
+        help="seconds between walks of conntrack for its occupancy metrics",
+    )
+    g.add_argument(
         "--bpf-pin-dir", default="/sys/fs/bpf/nodegate", help="where the eBPF maps are pinned"
     )
     g.add_argument(
@@ -117,6 +123,7 @@ def start(args: argparse.Namespace) -> tuple[list[Datapath], frozenset[str]]:
             max_backends=args.l4_max_backends,
             maglev_size=args.l4_maglev_size,
             pin_dir=args.bpf_pin_dir,
+            ct_sample_interval=args.l4_ct_sample_interval,
         )
         l4.start()
         log.info(
@@ -131,6 +138,8 @@ def start(args: argparse.Namespace) -> tuple[list[Datapath], frozenset[str]]:
         l7.start()
         log.info("l7 datapath started: %d worker(s)", l7.count)
         datapaths.append(l7)
+    if "l4" in names:
+        l4.start_sampler()  # a thread: only once bcc has compiled
     if not names:
         datapaths.append(LoggingDatapath())
     return datapaths, claimed(names)

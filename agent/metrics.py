@@ -29,6 +29,7 @@ import ipaddress
 import logging
 import math
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -402,6 +403,20 @@ class L4Collector(Collector):
         for reason, n in c.unattributed_drops.items():
             k = ("", "", "", "", reason)
             drop_sums[k] = drop_sums.get(k, 0) + int(n)
+        maglev = GaugeMetricFamily(
+            "nodegate_l4_maglev_generation",
+            "The NodeConfig generation that last wrote a listener's Maglev table",
+            labels=labels,
+        )
+        gens: dict[tuple[str, ...], int] = {}
+        for lc in c.listeners:
+            key = _l4_key(lc.address, lc.port, lc.protocol)
+            gw, listener, route = routes.get(key, ("", "", ""))
+            if gw:
+                grow: tuple[str, ...] = (gw, listener, route, str(lc.protocol))
+                gens[grow] = max(gens.get(grow, 0), int(lc.maglev_generation))
+        for gkey, gen in sorted(gens.items()):
+            maglev.add_metric(list(gkey), gen)
         for row, s in sorted(sums.items()):
             packets.add_metric([*row, "forward"], s[0])
             packets.add_metric([*row, "reply"], s[1])
@@ -410,7 +425,7 @@ class L4Collector(Collector):
             flows.add_metric(list(row), s[4])
         for dk, n in sorted(drop_sums.items()):
             drops.add_metric(list(dk), n)
-        yield from (packets, octets, flows, drops)
+        yield from (packets, octets, flows, drops, maglev)
         ct = GaugeMetricFamily(
             "nodegate_l4_conntrack_entries",
             "Live entries in the eBPF conntrack table (two per flow: forward and reply)",
@@ -425,7 +440,14 @@ class L4Collector(Collector):
             "Entries the eBPF conntrack table holds before it evicts the least recently used",
         )
         cap.add_metric([], c.conntrack_capacity)
-        yield from (ct, cf, cap)
+        age = GaugeMetricFamily(
+            "nodegate_l4_conntrack_sample_age_seconds",
+            "How old the conntrack figures are: a background walk samples them (a walk's cost "
+            "grows with the flows, so scrapes never pay it)",
+        )
+        sampled = getattr(c, "conntrack_sampled_at", 0.0)
+        age.add_metric([], time.monotonic() - sampled if sampled else float("nan"))
+        yield from (ct, cf, cap, age)
 
 
 # The L7 stats' counters: stats key -> (metric name without _total, help, labels).

@@ -30,6 +30,7 @@ class ListenerCounters:
     reply_bytes: int
     new_flows: int
     drops: dict[str, int] = field(default_factory=dict)
+    maglev_generation: int = 0  # the NodeConfig generation that last wrote its Maglev table
 
 
 @dataclass(frozen=True)
@@ -39,3 +40,6 @@ class L4Counters:
     conntrack_flows: int  # live forward entries
     conntrack_entries: int  # live entries, both directions
     conntrack_capacity: int  # entries the LRU map holds (two per flow)
+    # When the conntrack figures were sampled (time.monotonic()); 0 = not yet. A background
+    # walk refreshes them, so reading counters costs nothing that grows with the flows.
+    conntrack_sampled_at: float = 0.0

@@ -89,6 +89,7 @@ class L4Datapath:
         max_backends: int = 256,
         maglev_size: int = 16381,
         ct_size: int = 131072,
+        ct_sample_interval: float = 10.0,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode {mode!r}: want one of {MODES}")
@@ -107,6 +108,10 @@ class L4Datapath:
         )
         self.attached: dict[str, str] = {}  # interface -> "tc" | "xdp" | "xdp-generic"
         self._attached_index: dict[str, int] = {}  # interface -> ifindex it was attached at
+        self.ct_sample_interval = ct_sample_interval
+        self._ct_sample: tuple[int, int, float] = (0, 0, 0.0)
+        self._sampler_stop = threading.Event()
+        self._sampler: threading.Thread | None = None
         self.skipped: list[str] = []
         self.generation: int | None = None
         self._compiled: Compiled | None = None
@@ -261,17 +266,34 @@ class L4Datapath:
                     reply_bytes=s["reply_bytes"],
                     new_flows=s["new_flows"],
                     drops=s["drops"],
+                    maglev_generation=lv.gen,
                 )
             )
         glob = _sum(stats.get_all(ctypes.c_uint32(self.options.max_services)))
-        flows, entries = self._conntrack_occupancy()
+        flows, entries, sampled_at = self._ct_sample
         return L4Counters(
             listeners=listeners,
             unattributed_drops=glob["drops"],
             conntrack_flows=flows,
             conntrack_entries=entries,
             conntrack_capacity=self.options.ct_size,
+            conntrack_sampled_at=sampled_at,
         )
+
+    def sample_conntrack(self) -> None:
+        """Walk conntrack now and keep the result for counters()."""
+        flows, entries = self._conntrack_occupancy()
+        self._ct_sample = (flows, entries, time.monotonic())
+
+    def _sample_conntrack(self) -> None:
+        """Walks conntrack every ct_sample_interval seconds, off the apply lock: the cost of
+        the walk grows with the flows, so it never runs on a metrics scrape."""
+        while not self._sampler_stop.is_set():
+            try:
+                self.sample_conntrack()
+            except Exception:  # a failed walk leaves the last sample; the next one retries
+                log.exception("l4: sampling conntrack")
+            self._sampler_stop.wait(self.ct_sample_interval)
 
     def _conntrack_occupancy(self) -> tuple[int, int]:
         o = self.options
@@ -289,7 +311,19 @@ class L4Datapath:
                 flows += 1
         return flows, entries
 
+    def start_sampler(self) -> None:
+        """Start the background conntrack walk (after start(): bcc compiles before any thread)."""
+        if self._sampler is None and self._writer is not None:
+            self._sampler = threading.Thread(
+                target=self._sample_conntrack, name="ng-ct-sample", daemon=True
+            )
+            self._sampler.start()
+
     def stop(self) -> None:
+        self._sampler_stop.set()
+        if self._sampler is not None:
+            self._sampler.join(timeout=5)
+            self._sampler = None
         if self._nl is not None:
             self._nl.close()
             self._nl = None

@@ -60,6 +60,7 @@ class Live:
     service: Service | None  # None: found pinned at start, content unknown
     id: int
     table: int
+    gen: int = 0  # the NodeConfig generation that wrote its Maglev table (ng_svc gen)
 
 
 class TableWriter:
@@ -90,10 +91,10 @@ class TableWriter:
         self.live.clear()
         for k, v in self.svc.items():
             key = (from_be32(k.addr), from_be16(k.port), int(k.proto))
-            self.live[key] = Live(None, int(v.id), int(v.table))
+            self.live[key] = Live(None, int(v.id), int(v.table), int(v.gen))
         for k, v in self.svc6.items():
             key = (from_be128(k.addr), from_be16(k.port), int(k.proto))
-            self.live[key] = Live(None, int(v.id), int(v.table))
+            self.live[key] = Live(None, int(v.id), int(v.table), int(v.gen))
 
     def _free_tables(self) -> list[int]:
         used = {lv.table for lv in self.live.values()}
@@ -152,7 +153,7 @@ class TableWriter:
                 v.gen = generation & 0xFFFFFFFF
                 self.svc_map(s.key).set(self.key(s.key), v)
                 flipped.append((s.key, old))
-                self.live[s.key] = Live(s, sid, new_tables[s.key])
+                self.live[s.key] = Live(s, sid, new_tables[s.key], int(v.gen))
         except BaseException:
             self._roll_back(flipped)
             raise

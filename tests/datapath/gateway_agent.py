@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                 asyncio.run(apply_in_loop(rest[0], int(rest[1])))
                 say({"ok": True})
             elif cmd == "counters":
+                dp.sample_conntrack()
                 say(dataclasses.asdict(dp.counters()) | {"ok": True})
             elif cmd == "exit":
                 break

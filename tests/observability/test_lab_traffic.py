@@ -220,6 +220,8 @@ def served() -> Iterator[Served]:
             METRICS,
             "--l7-workers",
             "1",
+            "--l4-ct-sample-interval",
+            "0.2",
             "--log-format",
             "json",
             "--access-log",
@@ -347,6 +349,20 @@ def test_tcp_flows_and_packets_match_the_clients_connections_and_segments(
 
 
 def test_conntrack_and_generations_are_reported(served: Served) -> None:
+    # A background walk samples conntrack (every 0.2 s here): wait for one taken after
+    # the traffic above, i.e. younger than the time since this test began.
+    began = time.monotonic()
+    wait_for(
+        "a conntrack sample taken after the traffic",
+        lambda: (
+            (
+                time.monotonic() - began
+                > served.scrape()[sample("nodegate_l4_conntrack_sample_age_seconds")]
+            )
+            or None
+        ),
+        timeout=10,
+    )
     got = served.scrape()
     assert got[sample("nodegate_l4_conntrack_capacity_entries")] == 131072
     # The UDP flows above live for 30 s; each is two entries (forward and reply).
@@ -358,6 +374,9 @@ def test_conntrack_and_generations_are_reported(served: Served) -> None:
     assert generation >= 1
     for d in ("addresses", "l4", "l7"):
         assert got[sample("nodegate_config_applied_generation", datapath=d)] == generation
+    # Each listener's Maglev table was written by a generation the agent applied.
+    for listener in (TCP, UDP):
+        assert 1 <= got[sample("nodegate_l4_maglev_generation", **listener)] <= generation
     assert got[sample("nodegate_scrape_errors_total", datapath="l4")] == 0
     events = [
         json.loads(line) for line in served.log.read_text().splitlines() if line.startswith("{")
