@@ -10,7 +10,6 @@ Not claimed yet, with the reason:
 - GRPCRoute, HTTPRouteBackendProtocolH2C, GatewayHTTPSListenerDetectMisdirectedRequests:
   the proxy speaks HTTP/1.1 only.
 - TLSRoute (and its modes): no TLS passthrough datapath yet.
-- HTTPRouteBackendProtocolWebSocket, HTTPRouteRetry: their cases do not pass yet.
 - GatewayHTTPListenerIsolation: no shared case exercises it here yet.
 - GatewayInfrastructurePropagation: one DaemonSet serves every Gateway; nothing is generated
   per Gateway to carry spec.infrastructure.
@@ -52,6 +51,8 @@ CLAIMS: dict[str, frozenset[str]] = {
             "HTTPRouteBackendTimeout",
             "HTTPRouteNamedRouteRule",
             "HTTPRouteCORS",
+            "HTTPRouteBackendProtocolWebSocket",
+            "HTTPRouteRetry",
             "BackendTLSPolicy",
             "BackendTLSPolicySANValidation",
             "GatewayBackendClientCertificate",
