@@ -8,10 +8,7 @@ time when it changes or first appears.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +16,7 @@ from typing import Any
 import yaml
 
 from agent.model import ObjectKey
+from agent.sources.files import write_atomically
 from agent.store import Snapshot
 
 
@@ -103,13 +101,4 @@ def write_status_file(
 ) -> None:
     """All statuses as multi-document YAML, replaced atomically (readers never see half a file)."""
     text = yaml.safe_dump_all(list(documents(snapshot, statuses, None)), sort_keys=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    write_atomically(path, text)

@@ -37,7 +37,7 @@ from typing import Any
 from agent.nodeconfig import NodeConfig
 from bpf import ports, syscall
 from bpf.bpffs import ensure_pin_dir
-from bpf.compile import Compiled, compile_datapath
+from bpf.compile import MAPS, Compiled, compile_datapath
 from bpf.counters import DROP_REASONS, L4Counters, ListenerCounters
 from bpf.maps import Map, PerCpuMap
 from bpf.netlink import TC_NAME_PREFIX, Interface, Netlink
@@ -48,17 +48,6 @@ from bpf.tables import TableWriter
 log = logging.getLogger(__name__)
 
 MODES = ("auto", "xdp", "xdp-generic", "tc")
-MAP_NAMES = (
-    "ng_svc",
-    "ng_backends",
-    "ng_maglev",
-    "ng_ct",
-    "ng_stats",
-    "ng_params",
-    "ng_svc6",
-    "ng_backends6",
-    "ng_ct6",
-)
 NG_CT_REPLY = 1
 NG_CT_CLOSING = 2
 _PROTO_NAMES = {6: "TCP", 17: "UDP"}
@@ -145,7 +134,7 @@ class L4Datapath:
 
     def _open_maps(self) -> None:
         assert self._compiled is not None
-        for name in MAP_NAMES:
+        for name in MAPS:
             h = self._compiled.maps[name]
             info = syscall.map_info(h.fd)
             want = (ctypes.sizeof(h.key_type), ctypes.sizeof(h.leaf_type), h.max_entries)

@@ -39,10 +39,8 @@ import copy
 import datetime as dt
 import ipaddress
 import json
-import os
 import re
 import secrets
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +51,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from agent.sources.files import write_atomically
 
 RSA_BITS = 2048
 VALID_FOR = dt.timedelta(days=365)
@@ -445,13 +445,4 @@ def _still_valid(objects: list[Any]) -> bool:
 
 
 def _store_disk_cache(cache_dir: Path, objects: list[dict[str, Any]]) -> None:
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    # Write then rename, so a concurrent reader never sees half a file.
-    fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".certs-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(objects, f)
-        os.replace(tmp, _cache_path(cache_dir))
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(_cache_path(cache_dir), json.dumps(objects))

@@ -35,7 +35,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -45,6 +44,7 @@ from typing import Any
 
 import yaml
 
+from agent.sources.files import write_atomically
 from lab.echo.podname import pod_names
 from lab.netns import Host, Lab, LabError
 
@@ -95,16 +95,7 @@ class ConfigFolder:
         with self._lock:
             if self._text.get(ref) == text:
                 return False
-            path = self.path(ref)
-            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=f".{path.name}.")
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as f:
-                    f.write(text)
-                os.replace(tmp, path)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-                raise
+            write_atomically(self.path(ref), text)
             self._text[ref] = text
             return True
 

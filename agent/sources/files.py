@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -229,6 +230,20 @@ class FileSource:
         meta["generation"] = known.generation
         meta["resourceVersion"] = str(known.resource_version)
         return obj
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write a file so that a reader, this source included, never sees half of it: write a
+    temporary file beside it, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _expand_lists(docs: list[Any]) -> Iterator[Any]:
