@@ -7,13 +7,14 @@ from start to end. `drain()` stops accepting, closes idle connections, lets busy
 ones finish their request (answered with `Connection: close`), and closes what is
 left when the drain timeout expires.
 
-`ClientConnection` is an asyncio Protocol around an `h11.Connection` in the server
-role, with explicit states:
+`ClientConnection` is an asyncio Protocol around an h1server.RequestParser (h11's
+request readers without its state machine; responses written by h1server's
+`response_head` and h11's body writers), with explicit states:
 
     IDLE     waiting for a request head (keep-alive timer, then header timer)
     BODY     reading a request body (body timer between reads)
     BUSY     a request is being answered; reading is paused, so pipelined
-             requests wait in h11's buffer
+             requests wait in the parser's buffer
     TUNNEL   after a protocol switch (WebSocket): bytes relayed as they come
     CLOSED
 
@@ -44,11 +45,19 @@ import time
 from typing import Any
 
 import h11
-from h11._connection import _body_framing
 
 from l7.accesslog import AccessLog
 from l7.filters import CLIENT_CERT, CLIENT_VERIFY
-from l7.limits import Limits, RequestRefused, check_request_framing
+from l7.h1server import (
+    CONTINUE,
+    NEED_DATA,
+    NO_TRAILERS,
+    ProtocolError,
+    RequestParser,
+    response_head,
+    switch_head,
+)
+from l7.limits import Limits
 from l7.proxy import PortState, serve
 from l7.router import ListenerTable
 from l7.stats import WorkerStats
@@ -94,33 +103,13 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
-class ServerH11(h11.Connection):
-    """h11's server role, minus one redundant step.
-
-    Before sending a Response h11 rebuilds it to fix its framing and Connection
-    fields, and the rebuilt event re-validates every field with h11's regexes. When
-    the framing is Content-Length (or a response that has no body) and the connection
-    stays open, that rebuild changes nothing: the response is sent as it is. The
-    fields of our responses were parsed by h11 from a backend or come from
-    configuration checked at compile time."""
-
-    def _clean_up_response_headers_for_sending(self, response: h11.Response) -> h11.Response:
-        method = self._request_method
-        if method == b"HEAD":
-            method = b"GET"
-        framing = _body_framing(method, response)[0]  # type: ignore[arg-type]
-        if self._cstate.keep_alive and framing == "content-length":
-            return response
-        return super()._clean_up_response_headers_for_sending(response)
-
-
 class ClientConnection(asyncio.Protocol):
     def __init__(self, server: PortServer) -> None:
         self.server = server
         self.loop = asyncio.get_running_loop()
         self.limits = server.limits
         self.stats: WorkerStats = server.stats
-        self.h11 = ServerH11(h11.SERVER, max_incomplete_event_size=server.limits.max_header_bytes)
+        self.parser = RequestParser(server.limits)
         self.state = State.IDLE
         self.transport: asyncio.Transport | None = None
         self.client_ip = ""
@@ -149,6 +138,11 @@ class ClientConnection(asyncio.Protocol):
         self.request: h11.Request | None = None
         self.body = bytearray()
         self.response_started = False
+        # The response's body writer (h11's) from its head to its end, and what the head
+        # decided: whether the connection stays open after it.
+        self.writer: Any = None
+        self.response_done = False
+        self.keep_alive = True
         self.write_paused = False
         self.drain_waiter: asyncio.Future[None] | None = None
         self.seen_bytes = False
@@ -209,14 +203,14 @@ class ClientConnection(asyncio.Protocol):
         if self.state is State.IDLE and not self.seen_bytes:
             self.seen_bytes = True
             self.first_byte_at = self.loop.time()
-        self.h11.receive_data(data)
+        self.parser.feed(data)
         self._process()
 
     def eof_received(self) -> bool | None:
         if self.state is State.TUNNEL and self.tunnel is not None:
             self.tunnel.client_eof()
             return True
-        self.h11.receive_data(b"")
+        self.parser.feed_eof()
         self._process()
         return None
 
@@ -245,13 +239,14 @@ class ClientConnection(asyncio.Protocol):
     # --- reading requests ---
 
     def _process(self) -> None:
-        while self.state in (State.IDLE, State.BODY):
+        parser = self.parser
+        while self.state is State.IDLE or self.state is State.BODY:
             try:
-                event: Any = self.h11.next_event()
-            except h11.RemoteProtocolError as exc:
-                self._refuse(exc.error_status_hint)
+                event: Any = parser.next_event()
+            except ProtocolError as exc:
+                self._refuse(exc.status)
                 return
-            if event is h11.NEED_DATA or event is h11.PAUSED:
+            if event is NEED_DATA:
                 # Timers only while a request is incomplete: one that arrived whole in one
                 # read never arms any.
                 if self.state is State.BODY:
@@ -263,20 +258,16 @@ class ClientConnection(asyncio.Protocol):
                 return
             t = type(event)
             if t is h11.Request:
-                try:
-                    check_request_framing(event.target, event.headers, self.limits)
-                except RequestRefused as exc:
-                    self._refuse(exc.status)
-                    return
                 self.request = event
                 self.received_at = self.loop.time()
                 self.received_pc = time.perf_counter()
                 self.body = bytearray()
                 self.state = State.BODY
-                if self.h11.they_are_waiting_for_100_continue:
-                    self._write(
-                        self.h11.send(h11.InformationalResponse(status_code=100, headers=[]))
-                    )
+                if parser.expect_continue:
+                    # An immediate 100, as h11 asked for (HTTP/1.1 only; RFC 9110, 10.1.1:
+                    # "A server that receives a 100-continue expectation in an HTTP/1.0
+                    # request MUST ignore that expectation.").
+                    self._write(CONTINUE)
                     self.flush()
             elif t is h11.Data:
                 self.body += event.data
@@ -295,7 +286,6 @@ class ClientConnection(asyncio.Protocol):
         self._disarm()
         self.state = State.BUSY
         self.transport.pause_reading()
-        self.response_started = False
         self.route_label = self.backend_label = ""
         self.status = self.sent_bytes = 0
         port = self.server.current  # the table this request runs on, start to end
@@ -357,17 +347,14 @@ class ClientConnection(asyncio.Protocol):
     def _next_cycle(self) -> None:
         if self.state is not State.BUSY:
             return
-        if (
-            self.h11.our_state is h11.MUST_CLOSE
-            or self.h11.their_state is h11.MUST_CLOSE
-            or self.server.draining
-        ):
+        # Either side asked to close (Connection: close, HTTP/1.0, a body ending with the
+        # connection), the port is draining, or the response never ended.
+        if not (self.response_done and self.keep_alive) or self.server.draining:
             self._close()
             return
-        if self.h11.our_state is not h11.DONE or self.h11.their_state is not h11.DONE:
-            self._close()
-            return
-        self.h11.start_next_cycle()
+        self.parser.next_cycle()
+        self.response_started = self.response_done = False
+        self.keep_alive = True
         self.state = State.IDLE
         self.request = None
         self.body = bytearray()
@@ -375,7 +362,7 @@ class ClientConnection(asyncio.Protocol):
         self._arm(self.limits.keepalive_timeout, self._on_idle_timeout)
         assert self.transport is not None
         self.transport.resume_reading()
-        if self.h11._receive_buffer:  # a pipelined request waits in h11's buffer
+        if self.parser.buf:  # a pipelined request waits in the parser's buffer
             self.seen_bytes = True
             self.first_byte_at = self.loop.time()
             self._process()
@@ -385,29 +372,40 @@ class ClientConnection(asyncio.Protocol):
     def start_response(
         self, status: int, headers: list[tuple[bytes, bytes]], reason: bytes = b""
     ) -> None:
+        if self.response_started:
+            raise h11.LocalProtocolError("a response was already started")
         if self.server.draining:
             headers = [*headers, (b"connection", b"close")]
         self.response_started = True
         self.status = status
-        # _parsed: the fields were parsed by h11 from the backend's response or come from
-        # checked configuration (see UpstreamConnection.send).
-        response = h11.Response(
-            status_code=status,
-            headers=headers,
-            reason=reason or REASONS.get(status, b""),
-            _parsed=True,
+        # The fields were parsed by h11 from the backend's response or come from checked
+        # configuration (see h1server.response_head).
+        p = self.parser
+        head, self.writer, self.keep_alive = response_head(
+            status,
+            reason or REASONS.get(status, b""),
+            headers,
+            p.method,
+            p.http_version,
+            p.keep_alive,
         )
-        self._write(self.h11.send(response))
+        self._write(head)
 
     def send_data(self, data: bytes) -> None:
         if data:
+            if self.writer is None:
+                raise h11.LocalProtocolError("body data without a response head")
             self.sent_bytes += len(data)
-            self._write(self.h11.send(h11.Data(data=data)))
+            self.writer.send_data(data, self._write)
             if len(self.out) > FLUSH_AT:
                 self.flush()
 
     def end_response(self) -> None:
-        self._write(self.h11.send(h11.EndOfMessage()))
+        if self.writer is None:
+            raise h11.LocalProtocolError("the end of a response without its head")
+        self.writer.send_eom(NO_TRAILERS, self._write)
+        self.writer = None
+        self.response_done = True
         self.flush()
 
     async def simple(self, status: int, headers: list[tuple[bytes, bytes]] | None = None) -> None:
@@ -443,19 +441,17 @@ class ClientConnection(asyncio.Protocol):
     ) -> None:
         """Relay a 101 and then bytes both ways (WebSocket), until either side closes."""
         assert self.transport is not None and backend.transport is not None
+        if self.response_started or not self.parser.upgrade:
+            # RFC 9110, 15.2.2: a server switches only to a protocol the client listed in
+            # Upgrade (h11: no 101 without the request's proposal).
+            raise h11.LocalProtocolError("101 without an Upgrade in the request")
         self.response_started = True
         self.status = 101
-        self._write(
-            self.h11.send(
-                h11.InformationalResponse(
-                    status_code=101, headers=headers, reason=b"Switching Protocols"
-                )
-            )
-        )
+        self._write(switch_head(headers))
         self.flush()
         self._disarm()
         self.state = State.TUNNEL
-        leftover_client = self.h11.trailing_data[0]
+        leftover_client = self.parser.trailing()
         leftover_backend = backend.parser.trailing()
         self.tunnel = Tunnel(self.transport, backend, self)
         backend.tunnel = self.tunnel
@@ -521,20 +517,18 @@ class ClientConnection(asyncio.Protocol):
             self.route_label = self.backend_label = ""
             self.received_at = self.loop.time()
             self.stats.request_done(self.gateway_label, self.listener_label, "", "", status, 0.0)
-        try:
-            if self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                self._write(
-                    self.h11.send(
-                        h11.Response(
-                            status_code=status,
-                            headers=[(b"content-length", b"0"), (b"connection", b"close")],
-                            reason=REASONS.get(status, b""),
-                        )
-                    )
-                )
-                self._write(self.h11.send(h11.EndOfMessage()))
-        except h11.LocalProtocolError:
-            pass
+        if not self.response_started:
+            self.response_started = True
+            p = self.parser
+            head, _, _ = response_head(
+                status,
+                REASONS.get(status, b""),
+                [(b"content-length", b"0"), (b"connection", b"close")],
+                p.method,
+                p.http_version,
+                p.keep_alive,
+            )
+            self._write(head)
         self.flush()
         self._close()
 
