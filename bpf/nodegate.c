@@ -148,8 +148,11 @@ int ng_xdp(struct xdp_md *ctx)
 
 int ng_tc(struct __sk_buff *skb)
 {
-	if ((long)skb->data + NG_L4_OFF6 + 20 > (long)skb->data_end)
-		bpf_skb_pull_data(skb, skb->len < NG_L4_OFF6 + 20 ? skb->len : NG_L4_OFF6 + 20);
+	/* Headers up to an IPv6 TCP header linear; most packets already are,
+	 * and the pull is a helper call (and may copy a cloned head). */
+	u32 want = skb->len < NG_L4_OFF6 + 20 ? skb->len : NG_L4_OFF6 + 20;
+	if ((long)skb->data + want > (long)skb->data_end)
+		bpf_skb_pull_data(skb, want);
 	if (skb->protocol == htons(ETH_P_IPV6))
 		return ng_tc6(skb);
 	void *data = (void *)(long)skb->data;
