@@ -7,10 +7,9 @@ machine, then a second pass of every response event through it) was cost
 without a decision to make. What stays h11's is everything that judges what the
 backend sent:
 
-- the status line and header fields are parsed by h11's own reader
-  (`maybe_read_from_SEND_RESPONSE_server`: its ABNF regexes, obs-fold refused by
-  limits.install_h11_hardening, Content-Length and Transfer-Encoding checked
-  when the `Response` event is built);
+- the status line and header fields are parsed with h11's own regexes and field
+  normalization (h1head.read_response, h11's `maybe_read_from_SEND_RESPONSE_server`
+  in one loop: obs-fold refused, Content-Length and Transfer-Encoding checked);
 - the body framing is h11's `_body_framing` (RFC 9112, 6.3: HEAD, 1xx, 204 and
   304 have no body; Transfer-Encoding beats Content-Length; otherwise read until
   close), and the body is read by h11's Content-Length, chunked and HTTP/1.0
@@ -34,13 +33,10 @@ from typing import Any
 
 import h11
 from h11._connection import _body_framing, _keep_alive
-from h11._readers import (
-    ChunkedReader,
-    ContentLengthReader,
-    Http10Reader,
-    maybe_read_from_SEND_RESPONSE_server,
-)
+from h11._readers import ChunkedReader, ContentLengthReader, Http10Reader
 from h11._receivebuffer import ReceiveBuffer
+
+from l7.h1head import read_response
 
 NEED_DATA = h11.NEED_DATA
 # As h11.Connection's default max_incomplete_event_size: a backend's head is bounded too.
@@ -141,7 +137,7 @@ class ResponseParser:
                     self.state = DONE
                 return event
             if self.state == HEAD:
-                event = maybe_read_from_SEND_RESPONSE_server(self.buf)
+                event = read_response(self.buf)
                 if event is None:
                     if self.closed:
                         if self.buf:

@@ -7,10 +7,10 @@ through its state machine for decisions this sequence already makes, so, as
 h1client.py does for backends, this module keeps what judges the bytes h11's
 and makes the few decisions the state machine made explicit:
 
-- the request line and header fields are parsed by h11's own reader
-  (`maybe_read_from_IDLE_client`: its ABNF regexes, obs-fold refused by
-  limits.install_h11_hardening, one Host, Content-Length digits and one value,
-  Transfer-Encoding only "chunked", all checked when the `Request` is built);
+- the request line and header fields are parsed with h11's own regexes and field
+  normalization (h1head.read_request, h11's `maybe_read_from_IDLE_client` in one
+  loop: obs-fold refused, one Host, Content-Length digits and one value,
+  Transfer-Encoding only "chunked");
 - a body is framed by h11's `_body_framing` and read by its Content-Length and
   chunked readers (chunk sizes, chunk ends, trailers judged there);
 - keep-alive is h11's `_keep_alive` ("Connection: close" or HTTP/1.0 closes), and
@@ -53,10 +53,11 @@ from h11._headers import (
     normalize_and_validate,
     set_comma_header,
 )
-from h11._readers import ChunkedReader, ContentLengthReader, maybe_read_from_IDLE_client
+from h11._readers import ChunkedReader, ContentLengthReader
 from h11._receivebuffer import ReceiveBuffer
 from h11._writers import ChunkedWriter, ContentLengthWriter, Http10Writer, write_any_response
 
+from l7.h1head import read_request
 from l7.limits import Limits
 
 NEED_DATA = h11.NEED_DATA
@@ -159,7 +160,7 @@ class RequestParser:
             if not buf:
                 return CLOSED_EVENT if self.closed else NEED_DATA
             try:
-                request = maybe_read_from_IDLE_client(buf)
+                request = read_request(buf)
             except h11.ProtocolError as exc:
                 raise ProtocolError(str(exc), exc.error_status_hint) from exc
             if request is None:
