@@ -10,10 +10,13 @@ Traffic stays in the lab's namespaces. Workloads, each per method:
   udp     iperf3 UDP, 64-byte datagrams, unlimited rate: datagrams/s received
 Gateway work (forwarding, NAT, proxying) runs on CPU 1: RPS steers the
 gateway's veth receive processing there and the proxies are pinned there;
-clients and backends are pinned to CPU 0. CPU is read from /proc/stat per
-CPU; "cost" is CPU-1 busy seconds per GB, per 1000 connections and per
-million datagrams. (Native XDP on veth runs in the sender's NAPI on CPU 0,
-so its gateway cost is read as the extra CPU over direct on both CPUs.)
+clients and backends are pinned to CPU 0. A CPU's busy time is wall time
+minus its idle time from /proc/stat (see idle_times); "cost" is CPU-1 busy
+seconds per GB, per 1000 connections and per million datagrams. For
+nodegate, the kernel also times its BPF programs (kernel.bpf_stats_enabled):
+the load balancer's own work, apart from the forwarding every method pays.
+(Native XDP on veth runs in the sender's NAPI on CPU 0, so its gateway cost
+is read as the extra CPU over direct on both CPUs.)
 """
 
 from __future__ import annotations
@@ -62,26 +65,31 @@ print(n)
 """
 
 
-def cpu_times() -> dict[int, tuple[float, float]]:
-    """cpu -> (busy, total) jiffies."""
+def idle_times() -> dict[int, float]:
+    """cpu -> idle + iowait seconds. With NO_HZ the kernel measures a CPU's
+    idle time exactly (at idle entry and exit) while it only samples the busy
+    columns at the tick, and an idle CPU has no tick: softirq work done on a
+    CPU woken from idle (RPS backlog, NAPI) is mostly never sampled (no IRQ
+    time accounting in this kernel). So busy time is wall time minus idle,
+    never the sum of the busy columns."""
+    hz = os.sysconf("SC_CLK_TCK")
     out = {}
     for line in Path("/proc/stat").read_text().splitlines():
         if line.startswith("cpu") and line[3].isdigit():
             f = [int(x) for x in line.split()[1:]]
-            idle = f[3] + f[4]
-            out[int(line.split()[0][3:])] = (sum(f) - idle, sum(f))
+            out[int(line.split()[0][3:])] = (f[3] + f[4]) / hz
     return out
 
 
 class Meter:
     def __enter__(self) -> Meter:
-        self.t0, self.c0 = time.monotonic(), cpu_times()
+        self.t0, self.i0 = time.monotonic(), idle_times()
         return self
 
     def __exit__(self, *a: object) -> None:
-        self.t1, self.c1 = time.monotonic(), cpu_times()
-        hz = os.sysconf("SC_CLK_TCK")
-        self.busy = {c: (self.c1[c][0] - self.c0[c][0]) / hz for c in self.c0}
+        self.t1, self.i1 = time.monotonic(), idle_times()
+        wall = self.t1 - self.t0
+        self.busy = {c: max(0.0, wall - (self.i1[c] - self.i0[c])) for c in self.i0}
 
 
 def listener(proto: str, vip: str, port: int, backend: str, bport: int) -> L4Listener:
@@ -156,17 +164,55 @@ class Bench:
             n = sum(int(p.communicate(timeout=self.seconds + 30)[0]) for p in procs)
         return {"rate": n / self.seconds, "units": n / 1000, "busy": m.busy}
 
-    def all(self, target: str, udp: bool = True) -> dict[str, Any]:
+    def runs(self, target: str, udp: bool = True) -> dict[str, Any]:
+        """Workload name -> a call running it; a failure is returned, not
+        raised, so one failed workload never hides the others."""
+
+        def guarded(fn: Any) -> Any:
+            def call() -> dict[str, Any]:
+                try:
+                    return dict(fn())
+                except Exception as e:
+                    return {"error": f"{type(e).__name__}: {e}"[:300]}
+
+            return call
+
         runs = {"tcp": lambda: self.iperf(target, False), "conn": lambda: self.conns(target)}
         if udp:
             runs["udp"] = lambda: self.iperf(target, True)
-        out: dict[str, Any] = {}
-        for name, fn in runs.items():
-            try:
-                out[name] = fn()
-            except Exception as e:  # one failed workload must not hide the others
-                out[name] = {"error": f"{type(e).__name__}: {e}"[:300]}
-        return out
+        return {name: guarded(fn) for name, fn in runs.items()}
+
+    def all(self, target: str, udp: bool = True) -> dict[str, Any]:
+        return {name: fn() for name, fn in self.runs(target, udp).items()}
+
+
+def prog_stats(pid: int) -> dict[str, tuple[int, int]]:
+    """prog id -> (run_time_ns, run_cnt) of every BPF program the process holds
+    (its fds' fdinfo; counted while kernel.bpf_stats_enabled is 1)."""
+    out: dict[str, tuple[int, int]] = {}
+    for fd in Path(f"/proc/{pid}/fdinfo").iterdir():
+        try:
+            info = dict(line.split(":", 1) for line in fd.read_text().splitlines() if ":" in line)
+        except OSError:
+            continue
+        if "prog_id" in info and "run_cnt" in info:  # one entry per program, not per fd
+            out[info["prog_id"].strip()] = (int(info["run_time_ns"]), int(info["run_cnt"]))
+    return out
+
+
+class BpfStats:
+    """kernel.bpf_stats_enabled=1 for the run (restored after): the kernel
+    then times every BPF program run, helpers included."""
+
+    PATH = Path("/proc/sys/kernel/bpf_stats_enabled")
+
+    def __enter__(self) -> BpfStats:
+        self.old = self.PATH.read_text().strip()
+        self.PATH.write_text("1")
+        return self
+
+    def __exit__(self, *a: object) -> None:
+        self.PATH.write_text(self.old)
 
 
 def run_nodegate(b: Bench, mode: str) -> dict[str, Any]:
@@ -201,7 +247,17 @@ def run_nodegate(b: Bench, mode: str) -> dict[str, Any]:
     assert agent.stdout is not None and agent.stdin is not None
     json.loads(agent.stdout.readline())
     try:
-        return b.all(b.vip)
+        with BpfStats():
+            out: dict[str, Any] = {}
+            for name, fn in b.runs(b.vip).items():
+                before = prog_stats(agent.pid)
+                out[name] = fn()
+                after = prog_stats(agent.pid)
+                ns = sum(after[k][0] - before.get(k, (0, 0))[0] for k in after)
+                runs = sum(after[k][1] - before.get(k, (0, 0))[1] for k in after)
+                if "error" not in out[name]:
+                    out[name]["prog_ns"], out[name]["prog_runs"] = ns, runs
+            return out
     finally:
         agent.stdin.write("exit\n")
         agent.stdin.flush()
@@ -338,6 +394,7 @@ def median_of(rounds: list[dict[str, Any]]) -> dict[str, Any]:
                 "rate": statistics.median(x["rate"] for x in ok),
                 "units": mid["units"],
                 "busy": mid["busy"],
+                **{k: mid[k] for k in ("prog_ns", "prog_runs") if k in mid},
             }
     return out
 
@@ -376,6 +433,17 @@ def report(results: dict[str, Any]) -> None:
         for w, x in r.items():
             if "error" in x:
                 print(f"    {w}: {x['error']}")
+    for name, r in results.items():
+        parts = []
+        for w in ("tcp", "conn", "udp"):
+            x = r.get(w) or {}
+            if x.get("prog_runs"):
+                parts.append(
+                    f"{w} {x['prog_ns'] / x['prog_runs']:.0f} ns/run, "
+                    f"{x['prog_ns'] / 1e9 / x['units']:.4f} CPU-s per unit"
+                )
+        if parts:
+            print(f"{name} BPF programs (kernel.bpf_stats_enabled): " + "; ".join(parts))
     for ours in ("nodegate-tc", "nodegate-xdp-generic"):
         for peer in ("nftables", "haproxy"):
             if ours in results and peer in results:
