@@ -4,6 +4,12 @@ The client side (server.py) hands over a complete request head and body together
 with the `PortState` that was current when the request arrived; the request runs
 on that state to the end, whatever NodeConfig arrives meanwhile.
 
+`serve` runs without awaiting: routing, filters and answers of the gateway's own
+are immediate, and the common forwarded request (no timeout, retry or upgrade,
+a pooled connection at hand) is sent at once and its response relayed by the
+connections' callbacks (exchange.Exchange). Everything else (a new connection,
+timeouts, retries, WebSocket) runs as a task: `serve` returns its coroutine.
+
 Status codes the gateway answers itself:
 - 404: no route ("If no matching route is found for a given parent a HTTP 404
   status code MUST be returned"); 421: misdirected (router.py).
@@ -21,28 +27,28 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import h11
 
 from agent.nodeconfig import Certificate, HTTPRule, Mirror
+from l7.exchange import Exchange
 from l7.filters import (
     CompiledModifier,
     CORSPolicy,
     header_value,
     is_preflight,
     outgoing_request_headers,
-    outgoing_response_headers,
     redirect_location,
     replace_path,
 )
-from l7.h1client import NEED_DATA
 from l7.router import PortTable, Refused, RequestHead, Routed, Rule, host_of, split_target
 from l7.stats import WorkerStats
 from l7.upstream import (
     BackendState,
-    ConnState,
+    Pool,
     UpstreamConnection,
     UpstreamError,
     Upstreams,
@@ -176,12 +182,15 @@ async def _try_backend(
     avoid: Any,
     stats: WorkerStats,
     route: str,
+    pool: Pool | None = None,
+    fresh_only: bool = False,
 ) -> tuple[Attempt, Any]:
-    """One attempt on one endpoint; a stale pooled connection is retried once, fresh."""
-    pool = state.pick(avoid)
+    """One attempt on one endpoint (`pool` if already picked); a stale pooled connection
+    is retried once, fresh."""
+    if pool is None:
+        pool = state.pick(avoid)
     if pool is None:
         return Attempt(None, None, 503), None
-    fresh_only = False
     for _ in range(2):
         try:
             if fresh_only:
@@ -245,13 +254,18 @@ def _target_parts(request: h11.Request) -> tuple[str, bytes, bool]:
     return target, b"", False
 
 
-async def serve(
+Pending = Coroutine[Any, Any, None] | None
+
+
+def serve(
     client: ClientConnection,
     port: PortState,
     request: h11.Request,
     body: bytes,
-) -> None:
-    """Answer one request on `client`. Never raises for anything a backend does."""
+) -> Pending:
+    """Answer one request on `client`: None when it is answered or its exchange is under
+    way (the client is told when it ends), else the coroutine to run as its task. Never
+    raises for anything a backend does."""
     target, host_raw, absolute = _target_parts(request)
     host = host_of(host_raw.decode("latin-1"))
     path, query = split_target(target)
@@ -260,15 +274,15 @@ async def serve(
     routed = port.table.route(head, client.sni)
     if isinstance(routed, Refused):
         client.note_route(routed.listener, "")
-        await client.simple(routed.status)
-        return
+        client.simple(routed.status)
+        return None
     client.note_route(routed.listener, routed.rule.label)
-    await _serve_routed(
+    return _serve_routed(
         client, port, routed, request, method, path, query, host, host_raw, absolute, body
     )
 
 
-async def _serve_routed(
+def _serve_routed(
     client: ClientConnection,
     port: PortState,
     routed: Routed,
@@ -280,7 +294,7 @@ async def _serve_routed(
     host_raw: bytes,
     absolute: bool,
     body: bytes,
-) -> None:
+) -> Pending:
     rule_t: Rule = routed.rule
     rule: HTTPRule = rule_t.rule
     filters = rule.filters
@@ -307,8 +321,8 @@ async def _serve_routed(
                         header_value(headers, b"access-control-request-headers") or b""
                     ).decode("latin-1")
                     extra = policy.preflight_headers(origin, want, want_headers)
-                await client.simple(204, extra)
-                return
+                client.simple(204, extra)
+                return None
             if allowed:
                 cors_out = policy.response_headers(origin)
     if filters.redirect is not None:
@@ -321,10 +335,8 @@ async def _serve_routed(
             query=query,
             match=routed.match,
         )
-        await client.simple(
-            filters.redirect.status_code, [(b"location", location.encode("latin-1"))]
-        )
-        return
+        client.simple(filters.redirect.status_code, [(b"location", location.encode("latin-1"))])
+        return None
     target_b = request.target
     if filters.rewrite is not None:
         if filters.rewrite.hostname:
@@ -352,13 +364,13 @@ async def _serve_routed(
                 stats.count("mirror_sends", rule_t.label, ms.label)
     backend = rule_t.pick(random.random())
     if backend is None or backend.invalid:
-        await client.simple(500)
-        return
+        client.simple(500)
+        return None
     state = port.states[id(backend)]
     client.backend_label = state.label
     if not backend.endpoints:
-        await client.simple(503)
-        return
+        client.simple(503)
+        return None
     response_mods = rule_t.response_mods
     if backend.filters is not None:
         bf = backend.filters
@@ -370,28 +382,36 @@ async def _serve_routed(
                 ms = port.states[id(m.backend)]
                 if MIRRORS.send(ms, method_b, target_b, out_headers, body):
                     stats.count("mirror_sends", rule_t.label, ms.label)
-    try:
-        if rule.request_timeout is None:
-            await _forward(
-                client, rule_t, state, method_b, target_b, out_headers, body,
-                response_mods, cors_out, upgrade,
-            )  # fmt: skip
-            return
-        # timeouts.request: "Request specifies the maximum duration for a gateway to respond
-        # to an HTTP request. If the gateway has not been able to respond before this deadline
-        # is met, the gateway MUST return a timeout error." Counted from the complete head.
-        async with asyncio.timeout_at(client.received_at + rule.request_timeout):
-            await _forward(
-                client, rule_t, state, method_b, target_b, out_headers, body,
-                response_mods, cors_out, upgrade,
-            )  # fmt: skip
-    except TimeoutError:
-        # timeouts.request: "the gateway MUST immediately return a timeout error" (504).
-        stats.count("upstream_timeouts", rule_t.label, state.label)
-        if client.response_started:
-            client.abort()
-        else:
-            await client.simple(504)
+    if state.budget is not None:
+        state.budget.note_request()
+    pool = None
+    if (
+        rule.request_timeout is None
+        and rule.retry is None
+        and rule.backend_timeout is None
+        and not upgrade
+    ):
+        pool = state.pick()
+        conn = pool.take_idle() if pool is not None else None
+        if conn is not None:
+            # The common case: one attempt on a pooled connection, relayed by callbacks.
+            route = rule_t.label
+
+            def fresh() -> Coroutine[Any, Any, None]:
+                return _forward(
+                    client, rule_t, state, method_b, target_b, out_headers, body,
+                    response_mods, cors_out, upgrade, pool, True,
+                )  # fmt: skip
+
+            started = time.perf_counter()
+            label = state.label
+            Exchange(client, conn, route, label, response_mods, cors_out, started, None, fresh)
+            conn.send(method_b, target_b, out_headers, body, upgrade)
+            return None
+    return _forward(
+        client, rule_t, state, method_b, target_b, out_headers, body,
+        response_mods, cors_out, upgrade, pool,
+    )  # fmt: skip
 
 
 async def _forward(
@@ -405,67 +425,107 @@ async def _forward(
     response_mods: tuple[CompiledModifier, ...],
     cors_out: list[tuple[bytes, bytes]],
     upgrade: bool,
+    pool: Pool | None = None,
+    fresh_only: bool = False,
 ) -> None:
+    """The request's attempts (on `pool` first, if already picked; `fresh_only`: on a new
+    connection, a pooled one having been closed by the backend)."""
     rule = rule_t.rule
     retry = rule.retry
     stats = client.stats
     route = rule_t.label
-    if state.budget is not None:
-        state.budget.note_request()
-    if retry is None and rule.backend_timeout is None:
-        # The common case: one attempt, no timer of its own.
-        attempt, _ = await _try_backend(
-            state, method, target, headers, body, upgrade, None, stats, route
-        )
-        if attempt.response is not None and attempt.conn is not None:
-            await _relay(client, attempt, response_mods, cors_out, upgrade, route, state.label)
-        else:
-            await client.simple(attempt.status)
-        return
-    tries = 1 + (retry.attempts if retry is not None else 0)
-    codes = frozenset(retry.codes) if retry is not None else frozenset()
-    last_pool: Any = None
-    for n in range(tries):
-        final = n == tries - 1
-        if n:
-            stats.count("retries", route, state.label)
-        try:
-            async with asyncio.timeout(rule.backend_timeout):
-                attempt, last_pool = await _try_backend(
-                    state, method, target, headers, body, upgrade, last_pool, stats, route
+    # timeouts.request: "Request specifies the maximum duration for a gateway to respond to
+    # an HTTP request. If the gateway has not been able to respond before this deadline is
+    # met, the gateway MUST return a timeout error." Counted from the complete head.
+    timeout = rule.request_timeout
+    deadline = None if timeout is None else client.received_at + timeout
+    try:
+        async with asyncio.timeout_at(deadline):
+            if retry is None and rule.backend_timeout is None:
+                # One attempt, no timer of its own.
+                attempt, _ = await _try_backend(
+                    state,
+                    method,
+                    target,
+                    headers,
+                    body,
+                    upgrade,
+                    None,
+                    stats,
+                    route,
+                    pool,
+                    fresh_only,
                 )
                 if attempt.response is not None and attempt.conn is not None:
-                    status = attempt.response.status_code
-                    if not final and status in codes and _may_retry(state, stats, route):
-                        asyncio.get_running_loop().create_task(_discard(attempt.conn))
-                        await _backoff(retry.backoff if retry else None, n)
-                        continue
                     await _relay(
                         client, attempt, response_mods, cors_out, upgrade, route, state.label
                     )
-                    return
-        except TimeoutError:
-            # timeouts.backendRequest expired on this attempt; "the Gateway should wait for
-            # at least the specified backoff duration before attempting to retry".
-            stats.count("upstream_timeouts", route, state.label)
-            if (
-                final
-                or retry is None
-                or client.response_started
-                or not _may_retry(state, stats, route)
-            ):
-                if client.response_started:
-                    client.abort()
                 else:
-                    await client.simple(504)
+                    client.simple(attempt.status)
                 return
-            await _backoff(retry.backoff, n)
-            continue
-        # No response: connection refused, reset, bad TLS, no endpoint.
-        if final or retry is None or attempt.status == 503 or not _may_retry(state, stats, route):
-            await client.simple(attempt.status)
-            return
-        await _backoff(retry.backoff, n)
+            tries = 1 + (retry.attempts if retry is not None else 0)
+            codes = frozenset(retry.codes) if retry is not None else frozenset()
+            last_pool: Any = None
+            for n in range(tries):
+                final = n == tries - 1
+                if n:
+                    stats.count("retries", route, state.label)
+                try:
+                    async with asyncio.timeout(rule.backend_timeout):
+                        attempt, last_pool = await _try_backend(
+                            state, method, target, headers, body, upgrade, last_pool, stats, route,
+                            pool if n == 0 else None,
+                        )  # fmt: skip
+                        if attempt.response is not None and attempt.conn is not None:
+                            status = attempt.response.status_code
+                            if not final and status in codes and _may_retry(state, stats, route):
+                                asyncio.get_running_loop().create_task(_discard(attempt.conn))
+                                await _backoff(retry.backoff if retry else None, n)
+                                continue
+                            await _relay(
+                                client,
+                                attempt,
+                                response_mods,
+                                cors_out,
+                                upgrade,
+                                route,
+                                state.label,
+                            )
+                            return
+                except TimeoutError:
+                    # timeouts.backendRequest expired on this attempt; "the Gateway should wait for
+                    # at least the specified backoff duration before attempting to retry".
+                    stats.count("upstream_timeouts", route, state.label)
+                    if (
+                        final
+                        or retry is None
+                        or client.response_started
+                        or not _may_retry(state, stats, route)
+                    ):
+                        if client.response_started:
+                            client.abort()
+                        else:
+                            client.simple(504)
+                        return
+                    await _backoff(retry.backoff, n)
+                    continue
+                # No response: connection refused, reset, bad TLS, no endpoint.
+                if (
+                    final
+                    or retry is None
+                    or attempt.status == 503
+                    or not _may_retry(state, stats, route)
+                ):
+                    client.simple(attempt.status)
+                    return
+                await _backoff(retry.backoff, n)
+    except TimeoutError:
+        # timeouts.request: "the gateway MUST immediately return a timeout error" (504).
+        stats.count("upstream_timeouts", route, state.label)
+        if client.response_started:
+            client.abort()
+        else:
+            client.simple(504)
 
 
 def _may_retry(state: BackendState, stats: WorkerStats, route: str) -> bool:
@@ -499,33 +559,18 @@ async def _relay(
     if response.status_code == 101:
         if not upgrade:
             conn.close()
-            await client.simple(502)
+            client.simple(502)
             return
         headers = [(n, v) for _, n, v in response.headers._full_items]
         await client.switch_protocols(conn, headers)
         return
-    headers = outgoing_response_headers(response.headers._full_items, response_mods, cors_out)
-    client.start_response(response.status_code, headers, response.reason)
+    done = asyncio.get_running_loop().create_future()
+    exchange = Exchange(
+        client, conn, route, backend, response_mods, cors_out, attempt.started, done
+    )
+    exchange.relay(response)
     try:
-        while True:
-            event = conn.poll()
-            if event is NEED_DATA:
-                client.flush()  # all that is here is sent before waiting for more
-                if client.write_paused:
-                    await client.drain()  # back-pressure: the backend socket pauses meanwhile
-                event = await conn.next_event()
-            if type(event) is h11.Data:
-                client.send_data(event.data)
-            elif type(event) is h11.EndOfMessage:
-                client.end_response()
-                client.stats.upstream_done(route, backend, time.perf_counter() - attempt.started)
-                conn.finish()
-                return
-    except (OSError, UpstreamError):
-        # The backend broke off mid-body: the client cannot be told with a status any more.
-        conn.close()
-        client.abort()
+        await done
     except BaseException:
-        if conn.state is not ConnState.CLOSED:
-            conn.close()
+        exchange.cancel()  # cancelled (client gone, timeout) mid-body
         raise

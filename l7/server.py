@@ -29,9 +29,15 @@ was routed to and the backend that answered) and, with the access log on, logged
 On a listener that validates client certificates every request carries the
 gateway's verdict to the backend (X-Forwarded-Client-Cert-Verify; tls.py).
 
+A request runs without a task when it can (proxy.serve): answered at once, or
+relayed by the backend connection's callbacks (exchange.Exchange), which call
+`finished()` or `failed()` at its end; otherwise as a task (`run()`). Either way,
+`_account` counts it once and `_next_cycle` moves on to the next request; a
+pipelined one waits for the next loop iteration, so requests never nest.
+
 Flow control: when the client's transport buffer is full (`pause_writing`), the
-response relay awaits `drain()`, which stops it reading from the backend, whose
-connection then pauses its own socket (upstream.py).
+exchange stops reading the backend's response, whose connection then pauses its
+own socket (upstream.py); `resume_writing` sets it going again.
 """
 
 from __future__ import annotations
@@ -42,7 +48,8 @@ import hashlib
 import socket
 import ssl
 import time
-from typing import Any
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 import h11
 
@@ -69,6 +76,9 @@ from l7.tls import (
 )
 from l7.upstream import UpstreamConnection
 from l7.websocket import Tunnel
+
+if TYPE_CHECKING:
+    from l7.exchange import Exchange
 
 FLUSH_AT = 64 * 1024
 
@@ -135,6 +145,7 @@ class ClientConnection(asyncio.Protocol):
         # Fields forwarded with every request about the client's certificate (frontend mTLS).
         self.client_headers: list[tuple[bytes, bytes]] = []
         self.task: asyncio.Task[None] | None = None
+        self.exchange: Exchange | None = None  # the response being relayed by callbacks
         self.request: h11.Request | None = None
         self.body = bytearray()
         self.response_started = False
@@ -144,7 +155,6 @@ class ClientConnection(asyncio.Protocol):
         self.response_done = False
         self.keep_alive = True
         self.write_paused = False
-        self.drain_waiter: asyncio.Future[None] | None = None
         self.seen_bytes = False
         self.tunnel: Tunnel | None = None
         self.out = bytearray()
@@ -222,8 +232,10 @@ class ClientConnection(asyncio.Protocol):
         if prev is State.TUNNEL and self.tunnel is not None:
             self.tunnel.client_closed()
         if self.task is not None and not self.task.done():
-            self.task.cancel()
-        self._release_drain()
+            self.task.cancel()  # the task accounts for its request
+        elif self.exchange is not None:
+            self.exchange.cancel()
+            self._account(self.request)
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -234,7 +246,8 @@ class ClientConnection(asyncio.Protocol):
         self.write_paused = False
         if self.tunnel is not None:
             self.tunnel.resume_backend()
-        self._release_drain()
+        if self.exchange is not None:
+            self.exchange.on_backend()
 
     # --- reading requests ---
 
@@ -288,27 +301,47 @@ class ClientConnection(asyncio.Protocol):
         self.transport.pause_reading()
         self.route_label = self.backend_label = ""
         self.status = self.sent_bytes = 0
+        self.task = None
         port = self.server.current  # the table this request runs on, start to end
-        self.task = self.loop.create_task(
-            self._run(port, self.request, bytes(self.body) if self.body else b"")
-        )
-
-    async def _run(self, port: PortState, request: h11.Request, body: bytes) -> None:
         try:
-            await serve(self, port, request, body)
+            pending = serve(self, port, self.request, bytes(self.body) if self.body else b"")
+        except Exception:
+            self.failed()
+            return
+        if pending is not None:
+            self.run(pending)
+        elif self.exchange is None:
+            self.finished()  # answered at once
+        # else the exchange calls finished() or failed() when the response ends
+
+    def run(self, pending: Coroutine[Any, Any, None]) -> None:
+        """Carry on with the current request as a task."""
+        self.task = self.loop.create_task(self._run(pending, self.request))
+
+    async def _run(self, pending: Coroutine[Any, Any, None], request: h11.Request | None) -> None:
+        try:
+            await pending
         except asyncio.CancelledError:
             self._account(request)
             return
         except Exception:
-            if not self.response_started:
-                await self.simple(500)
-            else:
-                self.abort()
-            self.server.log_error(f"request failed on {self.server.address}:{self.server.port}")
-            self._account(request)
+            self.failed()
             return
-        self._account(request)
+        self.finished()
+
+    def finished(self) -> None:
+        """The current request has been answered (or aborted): count it, move on."""
+        self._account(self.request)
         self._next_cycle()
+
+    def failed(self) -> None:
+        """The current request failed on the gateway's side (a bug, not a backend's doing)."""
+        if not self.response_started:
+            self.simple(500)
+        else:
+            self.abort()
+        self.server.log_error(f"request failed on {self.server.address}:{self.server.port}")
+        self._account(self.request)
 
     def note_route(self, lt: ListenerTable | None, route: str) -> None:
         """The listener and route the current request was routed to (for stats and logs)."""
@@ -365,7 +398,9 @@ class ClientConnection(asyncio.Protocol):
         if self.parser.buf:  # a pipelined request waits in the parser's buffer
             self.seen_bytes = True
             self.first_byte_at = self.loop.time()
-            self._process()
+            # Next loop iteration: a run of pipelined requests answered at once must not
+            # nest one inside the other's end.
+            self.loop.call_soon(self._process)
 
     # --- answering (used by proxy.serve) ---
 
@@ -408,7 +443,7 @@ class ClientConnection(asyncio.Protocol):
         self.response_done = True
         self.flush()
 
-    async def simple(self, status: int, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    def simple(self, status: int, headers: list[tuple[bytes, bytes]] | None = None) -> None:
         """A complete response of the gateway's own, with an empty body."""
         hs = [*(headers or []), (b"content-length", b"0")]
         try:
@@ -416,19 +451,6 @@ class ClientConnection(asyncio.Protocol):
             self.end_response()
         except h11.LocalProtocolError:
             self.abort()
-
-    async def drain(self) -> None:
-        if not self.write_paused or self.state is State.CLOSED:
-            return
-        loop = asyncio.get_running_loop()
-        if self.drain_waiter is None or self.drain_waiter.done():
-            self.drain_waiter = loop.create_future()
-        await self.drain_waiter
-
-    def _release_drain(self) -> None:
-        w = self.drain_waiter
-        if w is not None and not w.done():
-            w.set_result(None)
 
     def abort(self) -> None:
         self.out.clear()

@@ -7,10 +7,15 @@ makes it ACTIVE until the whole response is read, and only a connection whose
 response allows reuse goes back to the pool. A pooled connection that receives
 bytes is closed: they would be taken for the next request's answer.
 
+The response is read either by a coroutine (`next_event()`, which awaits a future
+per wait) or by a `consumer`, whose `on_backend()` is called at once whenever the
+connection has news (bytes, EOF, its loss): exchange.Exchange relays a response
+that way without a task or a future.
+
 Flow control: response bytes wait in the parser's buffer; above HIGH_WATER
 buffered bytes the connection pauses reading the backend socket and resumes when
-the consumer (the client side, itself waiting on its own transport's drain) has
-taken them below LOW_WATER, or needs more than is buffered.
+the consumer (the client side, which stops polling while its own transport's
+buffer is full) has taken them below LOW_WATER, or needs more than is buffered.
 
 Endpoints are shared by every Backend that names them, so an endpoint that
 refuses or resets a connection is ejected for every route at once; when every
@@ -83,6 +88,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.got_bytes = False
         self.lost: BaseException | None = None
         self.tunnel: Any = None  # a websocket.Tunnel once the protocol is switched
+        self.consumer: Any = None  # an exchange.Exchange reading the response by callbacks
 
     # --- asyncio.Protocol ---
 
@@ -137,6 +143,10 @@ class UpstreamConnection(asyncio.Protocol):
     # --- events to the consumer ---
 
     def _wake(self) -> None:
+        c = self.consumer
+        if c is not None:
+            c.on_backend()
+            return
         w = self.waiter
         if w is not None and not w.done():
             w.set_result(None)
@@ -247,14 +257,23 @@ class Pool:
                 )
         return proto
 
-    async def acquire(self) -> tuple[UpstreamConnection, bool]:
-        """A connection and whether it was reused from the pool."""
+    def take_idle(self) -> UpstreamConnection | None:
+        """A pooled connection still fit for use, if there is one."""
+        if not self.idle:
+            return None
         now = time.monotonic()
         while self.idle:
             conn = self.idle.pop()
             if conn.state is ConnState.IDLE and now - conn.idle_since < self.limits.upstream_idle:
-                return conn, True
+                return conn
             conn.close()
+        return None
+
+    async def acquire(self) -> tuple[UpstreamConnection, bool]:
+        """A connection and whether it was reused from the pool."""
+        conn = self.take_idle()
+        if conn is not None:
+            return conn, True
         return await self.connect(), False
 
     def release(self, conn: UpstreamConnection) -> None:

@@ -3,6 +3,7 @@
 Each backend answers like the conformance echo-basic server (echo-backend.md)
 in the parts the tests use: a JSON echo of what it saw (path with query, host,
 method, headers, namespace, pod, TLS server name), `?delay=` seconds, `/status/N`,
+`/bytes?size=N` (N bytes, `&chunked=1`: without Content-Length, in 64 KiB pieces),
 the `/retry` simulator (fail `succeedAfter` times with `responseCode` or a TCP
 reset), and `/ws`, which answers the WebSocket handshake and then echoes bytes.
 Every request is appended to `log` (the mirror and hot-swap tests read it).
@@ -173,6 +174,17 @@ class EchoBackend:
             return "ws"
         if path.startswith("/status/"):
             return await self._send(conn, writer, int(path.rsplit("/", 1)[1]), b"", [])
+        if path == "/bytes":
+            payload = bytes(i % 251 for i in range(int(params["size"])))
+            if "chunked" not in params:
+                return await self._send(conn, writer, 200, payload, [])
+            writer.write(conn.send(h11.Response(status_code=200, headers=[])) or b"")
+            for i in range(0, len(payload), 65536):
+                writer.write(conn.send(h11.Data(data=payload[i : i + 65536])) or b"")
+                await writer.drain()
+            writer.write(conn.send(h11.EndOfMessage()) or b"")
+            await writer.drain()
+            return "ok"
         if path.startswith("/retry"):
             uid = params.get("uuid", "")
             failed = self.retries.get(uid, 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -428,3 +429,89 @@ def test_timed_out_attempts_close_their_backend_connections(engine: Engine, echo
         time.sleep(0.05)
     assert a.open_connections <= pooled
     assert request(ADDR, port, "/after").status == 200
+
+
+def test_a_pooled_connection_reset_before_any_byte_is_retried_fresh(
+    engine: Engine, echo: Echo
+) -> None:
+    """The backend closing a pooled keep-alive connection as a request goes out looks like
+    a reset before any byte: without a retry policy, it is sent once more on a new one."""
+    a = echo("a-1")
+    port = free_port(ADDR)
+    engine.apply(simple_port(ADDR, port, (rule(backend(a)), [match("/")])))
+    with connect(ADDR, port) as sock:
+        # One client connection is one worker: the second request finds the first's pooled.
+        assert exchange(sock, "GET", "/warm", "h").status == 200
+        before = a.connections
+        r = exchange(sock, "GET", f"/retry?succeedAfter=1&uuid={uuid.uuid4()}", "h")
+        assert r.status == 200
+        assert a.connections == before + 1  # the second try went on a fresh connection
+
+
+def read_response(sock: socket.socket) -> tuple[bytes, bytes]:
+    """One response's head and its body, de-chunked (the client side's framing)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk
+        data += chunk
+    head, rest = data.split(b"\r\n\r\n", 1)
+    fields = dict(line.split(b": ", 1) for line in head.lower().split(b"\r\n")[1:] if b": " in line)
+    if b"content-length" in fields:
+        length = int(fields[b"content-length"])
+        while len(rest) < length:
+            chunk = sock.recv(1 << 20)
+            assert chunk
+            rest += chunk
+        return head, rest[:length]
+    assert fields.get(b"transfer-encoding") == b"chunked"
+    body = b""
+    while True:
+        while b"\r\n" not in rest:
+            rest += sock.recv(1 << 20)
+        size_line, rest = rest.split(b"\r\n", 1)
+        size = int(size_line, 16)
+        while len(rest) < size + 2:
+            chunk = sock.recv(1 << 20)
+            assert chunk
+            rest += chunk
+        if size == 0:
+            return head, body
+        body += rest[:size]
+        rest = rest[size + 2 :]
+
+
+def test_large_responses_to_a_client_that_reads_late(engine: Engine, echo: Echo) -> None:
+    """Back-pressure: a client that does not read fills the proxy's buffer, the relay stops
+    reading the backend, and every byte arrives once it reads; with Content-Length and
+    chunked, then the connection serves the next request."""
+    a = echo("a-1")
+    port = free_port(ADDR)
+    engine.apply(simple_port(ADDR, port, (rule(backend(a)), [match("/")])))
+    size = 8 * 1024 * 1024
+    expected = bytes(i % 251 for i in range(size))
+    with connect(ADDR, port) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        for query in ("", "&chunked=1", "", "&chunked=1"):  # fresh, then pooled connections
+            sock.sendall(
+                b"GET /bytes?size=%d%s HTTP/1.1\r\nHost: h\r\n\r\n" % (size, query.encode())
+            )
+            time.sleep(0.3)  # not reading: the proxy's transport buffer fills and pauses
+            head, body = read_response(sock)
+            assert head.startswith(b"HTTP/1.1 200 ")
+            assert body == expected
+        assert exchange(sock, "GET", "/after", "h").status == 200
+
+
+def test_a_client_gone_mid_response_leaves_the_proxy_serving(engine: Engine, echo: Echo) -> None:
+    a = echo("a-1")
+    port = free_port(ADDR)
+    engine.apply(simple_port(ADDR, port, (rule(backend(a)), [match("/")])))
+    for _ in range(3):
+        with connect(ADDR, port) as sock:
+            assert exchange(sock, "GET", "/warm", "h").status == 200  # a pooled connection
+            sock.sendall(b"GET /bytes?size=%d HTTP/1.1\r\nHost: h\r\n\r\n" % (32 << 20))
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+        # closed mid-body: the backend connection, mid-response, must not be pooled
+    for _ in range(5):
+        assert request(ADDR, port, "/after").status == 200
