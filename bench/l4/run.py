@@ -15,8 +15,9 @@ minus its idle time from /proc/stat (see idle_times); "cost" is CPU-1 busy
 seconds per GB, per 1000 connections and per million datagrams. For
 nodegate, the kernel also times its BPF programs (kernel.bpf_stats_enabled):
 the load balancer's own work, apart from the forwarding every method pays.
-(Native XDP on veth runs in the sender's NAPI on CPU 0, so its gateway cost
-is read as the extra CPU over direct on both CPUs.)
+Native XDP on veth (nodegate-xdp) runs in the sender's NAPI on CPU 0 and
+needs the lab changed (see NativeXdpLab): it is compared with direct under
+the same settings (direct-native), by the extra CPU on both cores.
 """
 
 from __future__ import annotations
@@ -269,6 +270,64 @@ def run_nodegate(b: Bench, mode: str) -> dict[str, Any]:
             cleanup(PIN)
 
 
+class NativeXdpLab:
+    """What native XDP on veth needs from the rest of the lab, for as long as
+    the method runs (a real NIC needs neither): an XDP program (ng_pass) on
+    every switch port that XDP_REDIRECT sends into, and senders computing
+    full checksums (xdp_frames carry no CHECKSUM_PARTIAL), which also turns
+    their TSO off. `direct-native` is direct under the same settings: the
+    baseline nodegate-xdp is compared with."""
+
+    def __init__(self, b: Bench) -> None:
+        self.b = b
+
+    def __enter__(self) -> NativeXdpLab:
+        from bpf.bpffs import ensure_pin_dir
+        from bpf.compile import compile_datapath
+        from bpf.netlink import Netlink
+        from bpf.options import Options
+        from tests.datapath.conftest import in_netns, set_tx_checksum
+
+        opt = Options(
+            pin_dir=f"{PIN}-pass", max_services=1, max_backends=1, maglev_size=3, ct_size=16
+        )
+        ensure_pin_dir(opt.pin_dir)
+        self.compiled = compile_datapath(opt.cflags(), programs=("ng_pass",))
+        with in_netns(self.b.lab.switch), Netlink() as nl:
+            self.ports = [i.index for i in nl.interfaces() if i.kind == "veth"]
+            for index in self.ports:
+                nl.attach_xdp(index, self.compiled.progs["ng_pass"], generic=False)
+        self.links = [
+            (h.netns, link.name)
+            for h in (self.b.lab.client, self.b.backend)
+            for link in h.links.values()
+        ]
+        for netns, name in self.links:
+            set_tx_checksum(netns, name, on=False)
+        return self
+
+    def __exit__(self, *a: object) -> None:
+        import shutil
+
+        from bpf.netlink import Netlink
+        from tests.datapath.conftest import in_netns, set_tx_checksum
+
+        for netns, name in self.links:
+            set_tx_checksum(netns, name, on=True)
+        with in_netns(self.b.lab.switch), Netlink() as nl:
+            for index in self.ports:
+                nl.detach_xdp(index)
+        self.compiled.close()
+        shutil.rmtree(f"{PIN}-pass", ignore_errors=True)
+
+
+def run_native(b: Bench, target: str | None) -> dict[str, Any]:
+    """Under NativeXdpLab: direct to the backend (target set) or nodegate
+    with native XDP (target None)."""
+    with NativeXdpLab(b):
+        return b.all(target) if target else run_nodegate(b, "xdp")
+
+
 def run_nft(b: Bench) -> dict[str, Any]:
     rules = f"""
 table ip ngbench {{
@@ -349,7 +408,9 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--out", type=Path, default=REPO / "out/bench-l4.json")
     ap.add_argument(
-        "--methods", default="direct,nodegate-tc,nodegate-xdp-generic,nftables,haproxy,nginx"
+        "--methods",
+        default="direct,nodegate-tc,nodegate-xdp-generic,direct-native,nodegate-xdp,"
+        "nftables,haproxy,nginx",
     )
     ap.add_argument("--repeat", type=int, default=3, help="rounds; each figure is the median")
     args = ap.parse_args()
@@ -360,6 +421,8 @@ def main() -> int:
             "direct": lambda: b.all(b.baddr),
             "nodegate-tc": lambda: run_nodegate(b, "tc"),
             "nodegate-xdp-generic": lambda: run_nodegate(b, "xdp-generic"),
+            "direct-native": lambda: run_native(b, b.baddr),
+            "nodegate-xdp": lambda: run_native(b, None),
             "nftables": lambda: run_nft(b),
             "haproxy": lambda: run_haproxy(b),
             "nginx": lambda: run_nginx(b),
@@ -415,9 +478,15 @@ def report(results: dict[str, Any]) -> None:
     both = (0, 1)
     direct = results.get("direct", {})
 
+    def baseline(name: str) -> dict[str, Any]:
+        """What a method's work is compared with: direct under the same
+        link settings (direct-native for nodegate-xdp and itself)."""
+        native = name in ("nodegate-xdp", "direct-native") and "direct-native" in results
+        return dict(results["direct-native"] if native else direct)
+
     def over(name: str, w: str) -> float:
-        """CPU (both cores) per unit above direct's: the gateway's own work."""
-        return cost(results[name].get(w), both) - cost(direct.get(w), both)
+        """CPU (both cores) per unit above its baseline's: the gateway's own work."""
+        return cost(results[name].get(w), both) - cost(baseline(name).get(w), both)
 
     print(
         f"{'method':22} {'TCP Gb/s':>9} {'conn/s':>9} {'UDP pps':>10} | "
@@ -444,7 +513,15 @@ def report(results: dict[str, Any]) -> None:
                 )
         if parts:
             print(f"{name} BPF programs (kernel.bpf_stats_enabled): " + "; ".join(parts))
-    for ours in ("nodegate-tc", "nodegate-xdp-generic"):
+    for ours in ("nodegate-tc", "nodegate-xdp-generic", "nodegate-xdp"):
+        if ours in results:
+            mine, base = results[ours], baseline(ours)
+            ratios = ", ".join(
+                f"{w} {rate(mine.get(w)) / rate(base.get(w)):.2f}" for w in ("tcp", "conn", "udp")
+            )
+            native = ours == "nodegate-xdp" and "direct-native" in results
+            print(f"{ours} / {'direct-native' if native else 'direct'}, rate: {ratios}")
+    for ours in ("nodegate-tc", "nodegate-xdp-generic", "nodegate-xdp"):
         for peer in ("nftables", "haproxy"):
             if ours in results and peer in results:
                 parts = []
