@@ -1,12 +1,13 @@
 """Cluster mode of `nodegate run`: the API server is the source, one agent writes status.
 
 Started by `nodegate run` without `--config` (see agent.cli). Wires the kube source,
-the reconcile loop (this node's datapaths), the status writer (Lease holder only)
-and the health endpoints the DaemonSet probes:
+the reconcile loop (this node's datapaths) and the status writer (Lease holder only).
+The DaemonSet probes the agent's one HTTP endpoint (agent.health, --metrics-address):
 
-- GET /healthz: 200 while the reconcile loop runs (it polled its source recently);
+- GET /healthz: 200 while the reconcile loop runs, or while it waits for the first
+  complete list;
 - GET /readyz: 200 once every served kind has been listed and this node's datapaths
-  applied the resulting configuration.
+  applied the resulting configuration (a readiness gate this module adds).
 
 Invariants:
 - Nothing is translated or applied before the first complete list of every served
@@ -25,12 +26,10 @@ import os
 import signal
 import sys
 import threading
-import time
-from collections.abc import Mapping, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from collections.abc import Sequence
 
-from agent.model import ObjectKey
+from agent import metrics
+from agent.health import LIVENESS
 from agent.reconcile import Datapath, Reconciler
 from agent.sources.kube import ApiError, KubeClient, KubeSource
 from agent.statuswriter import StatusWriter
@@ -89,63 +88,6 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
         help="seconds between reads of referenced Secrets/ConfigMaps "
         "(default 10; env NODEGATE_REFERENCE_INTERVAL)",
     )
-    g.add_argument(
-        "--health-port",
-        type=int,
-        default=int(_env("NODEGATE_HEALTH_PORT", "9541")),
-        metavar="PORT",
-        help="port of /healthz and /readyz on all addresses, 0 for none "
-        "(default 9541; env NODEGATE_HEALTH_PORT)",
-    )
-
-
-class Health:
-    """What the probes report, updated by the loop."""
-
-    def __init__(self, source: KubeSource, stale_after: float) -> None:
-        self.source = source
-        self.stale_after = stale_after
-        self.last_tick = time.monotonic()
-        self.applied = False
-
-    def live(self) -> bool:
-        return time.monotonic() - self.last_tick < self.stale_after
-
-    def ready(self) -> bool:
-        return self.live() and self.applied and self.source.synced()
-
-    def serve(self, port: int) -> ThreadingHTTPServer:
-        health = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                ok = {"/healthz": health.live, "/readyz": health.ready}.get(self.path)
-                code = 404 if ok is None else 200 if ok() else 503
-                body = {200: b"ok\n", 503: b"not ok\n", 404: b"not found\n"}[code]
-                self.send_response(code)
-                self.send_header("Content-Type", "text/plain")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        server = ThreadingHTTPServer(("", port), Handler)
-        threading.Thread(target=server.serve_forever, name="health", daemon=True).start()
-        return server
-
-
-class _TickingSource:
-    """The Reconciler's source: the kube source's problems, and a liveness tick."""
-
-    def __init__(self, source: KubeSource, health: Health) -> None:
-        self.source = source
-        self.health = health
-
-    def scan(self) -> list[str]:
-        self.health.last_tick = time.monotonic()
-        return self.source.scan()
 
 
 def run(
@@ -182,23 +124,17 @@ def run(
         lease_duration=args.lease_duration,
         retry=args.status_interval,
     )
-    health = Health(source, stale_after=max(30.0, 20 * args.interval))
-
-    def applied(generation: int, statuses: Mapping[ObjectKey, dict[str, Any]]) -> None:
-        health.applied = True
-        writer.set_applied(generation, statuses)
-
+    metrics.AGENT.gate("the first complete list of every served kind", source.synced)
     reconciler = Reconciler(
-        source=_TickingSource(source, health),
+        source=source,
         store=store,
         options=options,
         datapaths=datapaths,
         debounce=args.debounce,
         interval=args.interval,
         on_status=writer.set_desired,
-        on_applied=applied,
+        on_applied=writer.set_applied,
     )
-    server = health.serve(args.health_port) if args.health_port else None
     log.info(
         "cluster mode: %s, node %s, controller %s, leases in namespace %s",
         client.host,
@@ -216,7 +152,7 @@ def run(
             loop.add_signal_handler(sig, stop.set)
         waited = 0.0
         while not stop.is_set() and not source.synced():
-            health.last_tick = time.monotonic()
+            LIVENESS.tick()  # waiting for the list is not a wedged loop
             if waited >= 10 and waited % 30 < 0.5:
                 log.info("waiting for the first complete list of every kind: %s", source.scan())
             await asyncio.sleep(0.5)
@@ -240,7 +176,5 @@ def run(
         return 1
     finally:
         source.stop()
-        if server is not None:
-            server.shutdown()
     log.info("stopped")
     return 0

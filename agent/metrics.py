@@ -30,7 +30,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from prometheus_client import (
@@ -86,6 +86,7 @@ class AgentMetrics:
         self._configs: dict[str, NodeConfig] = {}
         self._objects: dict[str, int] = {}
         self._invalid: dict[str, int] = {}
+        self._gates: list[tuple[str, Callable[[], bool]]] = []
         self.translate_seconds = Histogram(
             "nodegate_translate_duration_seconds",
             "Time to translate the store into a NodeConfig and statuses",
@@ -169,8 +170,20 @@ class AgentMetrics:
         with self._lock:
             return self._configs.get(datapath)
 
+    def gate(self, waiting_for: str, check: Callable[[], bool]) -> None:
+        """Readiness also needs check() true; until it is, /readyz says what it waits for
+        (cluster mode: the first complete list of every served kind)."""
+        with self._lock:
+            self._gates.append((waiting_for, check))
+
     def readiness(self) -> tuple[bool, str]:
-        """Whether every datapath applied the current NodeConfig, and what is behind if not."""
+        """Whether every gate is open and every datapath applied the current NodeConfig,
+        and what is behind if not."""
+        with self._lock:
+            gates = list(self._gates)
+        for waiting_for, check in gates:  # outside the lock: a check may take its own
+            if not check():
+                return False, f"waiting for {waiting_for}"
         with self._lock:
             if self._generation == 0:
                 return False, "no NodeConfig yet"

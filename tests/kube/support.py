@@ -324,8 +324,6 @@ class Cluster:
             "0.1",
             "--debounce",
             "0.1",
-            "--health-port",
-            "0",
             # Translate only: these agents must not attach datapaths to the host's interfaces.
             "--datapaths",
             "none",

@@ -6,7 +6,6 @@ import copy
 import ipaddress
 import re
 import signal
-import socket
 import threading
 import time
 import urllib.error
@@ -411,23 +410,24 @@ def test_a_crd_installed_later_is_picked_up(cluster: Cluster) -> None:
 
 
 def test_health_endpoints(cluster: Cluster) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    agent = cluster.agent("node-a", "198.18.0.1", extra=("--health-port", str(port)))
+    """The probes' /healthz and /readyz are the metrics endpoint's, gated in cluster mode
+    on the first complete list: ready once listed and applied."""
+    agent = cluster.agent("node-a", "198.18.0.1")
 
-    def get(path: str) -> int:
+    def get(path: str) -> tuple[int, str]:
+        url = f"http://{agent.metrics_address}{path}"
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
-                return int(resp.status)
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                return int(resp.status), resp.read().decode()
         except urllib.error.HTTPError as e:
-            return int(e.code)
+            return int(e.code), e.read().decode()
         except OSError:
-            return 0
+            return 0, ""
 
-    wait_for(lambda: get("/readyz") == 200, "ready once listed and applied")
-    assert get("/healthz") == 200
-    assert get("/nope") == 404
+    wait_for(lambda: get("/readyz")[0] == 200, "ready once listed and applied")
+    assert get("/readyz")[1].startswith("generation ")
+    assert get("/healthz") == (200, "alive\n")
+    assert get("/nope")[0] == 404
     assert "listed every served kind" in agent.log()
 
 

@@ -203,7 +203,7 @@ def test_daemonset_is_not_privileged_and_keeps_pinned_maps() -> None:
         "hostPath" in volumes[mounts["/lib/modules"]] and "hostPath" in volumes[mounts["/usr/src"]]
     )
     env = {e["name"]: e.get("value") for e in container["env"]}
-    port = int(env["NODEGATE_HEALTH_PORT"])
+    port = int(env["NODEGATE_METRICS_ADDRESS"].rpartition(":")[2])  # one endpoint for all
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": port}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": port}
     assert container["resources"]["requests"] and container["resources"]["limits"]

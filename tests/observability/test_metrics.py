@@ -318,6 +318,18 @@ def test_collectors_read_the_datapaths_under_the_lock_the_loop_applies_under() -
     assert not metrics.DATAPATH_LOCK.locked()
 
 
+def test_readiness_gates_come_before_the_generation() -> None:
+    agent = AgentMetrics(CollectorRegistry(auto_describe=False))
+    agent.expect_datapaths(["l4"])
+    listed = False
+    agent.gate("the first complete list of every served kind", lambda: listed)
+    agent.translated(0.001, 1, {}, {})
+    agent.applied("l4", 1, 0.01, CONFIG)
+    assert agent.readiness() == (False, "waiting for the first complete list of every served kind")
+    listed = True
+    assert agent.readiness() == (True, "generation 1 applied")
+
+
 def test_agent_metrics_report_generations_durations_objects_and_readiness() -> None:
     registry = CollectorRegistry(auto_describe=False)
     agent = AgentMetrics(registry)
