@@ -68,8 +68,15 @@ _WRITERS: dict[str, Any] = {
     "chunked": ChunkedWriter,
     "http/1.0": Http10Writer,
 }
-# A Content-Length reader of 0 never changes: one serves every request without a body.
-_NO_BODY = ContentLengthReader(0)
+
+
+def _no_body(buf: ReceiveBuffer) -> h11.EndOfMessage:
+    """The reader of a body of length zero (h11's ContentLengthReader(0)), with one event
+    for every request: events are immutable."""
+    return _END
+
+
+_END = h11.EndOfMessage()
 NO_TRAILERS = normalize_and_validate([])
 CLOSED_EVENT = h11.ConnectionClosed()
 # What h11 writes for InformationalResponse(status_code=100): no reason phrase.
@@ -233,7 +240,7 @@ class RequestParser:
         else:
             # RFC 9112, 6.3: "If this is a request message and none of the above are
             # true, then the message body length is zero".
-            self.reader = _NO_BODY
+            self.reader = _no_body
 
 
 def response_head(

@@ -122,11 +122,13 @@ def mutations(data: bytes) -> list[bytes]:
 
 SEEDS_REQUEST = [
     b"GET /a?b HTTP/1.1\r\nHost: h\r\nX-A: b c\r\n\r\n",
+    b"GET / HTTP/1.1\nHost: h\nX: y\n\nGET",
     b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 12\r\nTransfer-Encoding: chunked\r\n\r\n",
     b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
 ]
 SEEDS_RESPONSE = [
     b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nX-A: b\r\n\r\n",
+    b"HTTP/1.1 204 \r\nX: \t\r\n\nrest",
     b"HTTP/1.1 101 Switching\r\nTransfer-Encoding: chunked\r\n\r\n",
 ]
 
@@ -141,3 +143,30 @@ def test_every_mutation_of_a_request_head(seed: bytes) -> None:
 def test_every_mutation_of_a_response_head(seed: bytes) -> None:
     verdicts = {same_response(m)[0] for m in mutations(seed)}
     assert verdicts == {"read", "refused", "incomplete"}
+
+
+@pytest.mark.parametrize(
+    ("reader", "theirs", "data"),
+    [
+        (read_request, maybe_read_from_IDLE_client, SEEDS_REQUEST[0] + b"GET / HT"),
+        (read_request, maybe_read_from_IDLE_client, SEEDS_REQUEST[1]),
+        (read_response, maybe_read_from_SEND_RESPONSE_server, SEEDS_RESPONSE[0] + b"0123"),
+        (read_response, maybe_read_from_SEND_RESPONSE_server, SEEDS_RESPONSE[1]),
+    ],
+)
+def test_a_head_arriving_byte_by_byte(
+    reader: Callable[[ReceiveBuffer], Any], theirs: Callable[[ReceiveBuffer], Any], data: bytes
+) -> None:
+    """Both readers resume their search where it stopped and agree at every byte."""
+    ours_buf, theirs_buf = ReceiveBuffer(), ReceiveBuffer()
+    got: list[Any] = []
+    for i in range(len(data)):
+        ours_buf += data[i : i + 1]
+        theirs_buf += data[i : i + 1]
+        a, b = reader(ours_buf), theirs(theirs_buf)
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert (type(a), a.headers._full_items) == (type(b), b.headers._full_items)
+            got.append(a)
+        assert bytes(ours_buf) == bytes(theirs_buf)
+    assert len(got) == 1
