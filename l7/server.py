@@ -32,8 +32,9 @@ gateway's verdict to the backend (X-Forwarded-Client-Cert-Verify; tls.py).
 A request runs without a task when it can (proxy.serve): answered at once, or
 relayed by the backend connection's callbacks (exchange.Exchange), which call
 `finished()` or `failed()` at its end; otherwise as a task (`run()`). Either way,
-`_account` counts it once and `_next_cycle` moves on to the next request; a
-pipelined one waits for the next loop iteration, so requests never nest.
+`_account` counts it once and `_next_cycle` moves on to the next request. A
+pipelined request is read at once, before reading resumes in earnest, and a run of
+them answered at once is read in one loop, never one inside the other's end.
 
 Flow control: when the client's transport buffer is full (`pause_writing`), the
 exchange stops reading the backend's response, whose connection then pauses its
@@ -288,13 +289,19 @@ class ClientConnection(asyncio.Protocol):
                     self._refuse(413)
                     return
             elif t is h11.EndOfMessage:
-                self._start_request()
-                return
+                if not self._start_request():
+                    return
+                # Answered at once: count it and read on here, a run of pipelined requests
+                # one after the other rather than one inside the other's end.
+                self._account(self.request)
+                if not self._next_cycle():
+                    return
             elif t is h11.ConnectionClosed:
                 self._close()
                 return
 
-    def _start_request(self) -> None:
+    def _start_request(self) -> bool:
+        """Start answering the request just read; True when it was answered at once."""
         assert self.transport is not None and self.request is not None
         self._disarm()
         self.state = State.BUSY
@@ -307,12 +314,12 @@ class ClientConnection(asyncio.Protocol):
             pending = serve(self, port, self.request, bytes(self.body) if self.body else b"")
         except Exception:
             self.failed()
-            return
+            return False
         if pending is not None:
             self.run(pending)
-        elif self.exchange is None:
-            self.finished()  # answered at once
-        # else the exchange calls finished() or failed() when the response ends
+            return False
+        # Else answered at once, or the exchange calls finished() or failed() at its end.
+        return self.exchange is None
 
     def run(self, pending: Coroutine[Any, Any, None]) -> None:
         """Carry on with the current request as a task."""
@@ -332,7 +339,8 @@ class ClientConnection(asyncio.Protocol):
     def finished(self) -> None:
         """The current request has been answered (or aborted): count it, move on."""
         self._account(self.request)
-        self._next_cycle()
+        if self._next_cycle():
+            self._process()
 
     def failed(self) -> None:
         """The current request failed on the gateway's side (a bug, not a backend's doing)."""
@@ -377,14 +385,16 @@ class ClientConnection(asyncio.Protocol):
                 bytes=self.sent_bytes,
             )
 
-    def _next_cycle(self) -> None:
+    def _next_cycle(self) -> bool:
+        """Wait for the next request on this connection, or close it; True when a pipelined
+        one is buffered already (to be read at once, before anything else is read)."""
         if self.state is not State.BUSY:
-            return
+            return False
         # Either side asked to close (Connection: close, HTTP/1.0, a body ending with the
         # connection), the port is draining, or the response never ended.
         if not (self.response_done and self.keep_alive) or self.server.draining:
             self._close()
-            return
+            return False
         self.parser.next_cycle()
         self.response_started = self.response_done = False
         self.keep_alive = True
@@ -398,9 +408,8 @@ class ClientConnection(asyncio.Protocol):
         if self.parser.buf:  # a pipelined request waits in the parser's buffer
             self.seen_bytes = True
             self.first_byte_at = self.loop.time()
-            # Next loop iteration: a run of pipelined requests answered at once must not
-            # nest one inside the other's end.
-            self.loop.call_soon(self._process)
+            return True
+        return False
 
     # --- answering (used by proxy.serve) ---
 

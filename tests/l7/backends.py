@@ -177,7 +177,7 @@ class EchoBackend:
         if path == "/bytes":
             payload = bytes(i % 251 for i in range(int(params["size"])))
             if "chunked" not in params:
-                return await self._send(conn, writer, 200, payload, [])
+                return await self._send(conn, writer, 200, payload, [], req.method == b"HEAD")
             writer.write(conn.send(h11.Response(status_code=200, headers=[])) or b"")
             for i in range(0, len(payload), 65536):
                 writer.write(conn.send(h11.Data(data=payload[i : i + 65536])) or b"")
@@ -229,10 +229,12 @@ class EchoBackend:
         status: int,
         payload: bytes,
         headers: list[tuple[bytes, bytes]],
+        head: bool = False,
     ) -> str:
         hs = [*headers, (b"content-length", str(len(payload)).encode())]
         data = conn.send(h11.Response(status_code=status, headers=hs)) or b""
-        data += conn.send(h11.Data(data=payload)) or b""
+        if conn.our_state is h11.SEND_BODY and not head:  # HEAD: the GET's fields, no body
+            data += conn.send(h11.Data(data=payload)) or b""
         data += conn.send(h11.EndOfMessage()) or b""
         writer.write(data)
         await writer.drain()
