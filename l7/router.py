@@ -20,6 +20,7 @@ import bisect
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 from urllib.parse import parse_qsl
 
 from agent.nodeconfig import (
@@ -36,9 +37,9 @@ from agent.nodeconfig import (
 from l7.filters import CompiledModifier, compile_modifier
 
 
-@dataclass(frozen=True, slots=True)
-class RequestHead:
-    """What routing looks at. Header names are lower case bytes (as h11 gives them)."""
+class RequestHead(NamedTuple):
+    """What routing looks at. Header names are lower case bytes (as h11 gives them).
+    A NamedTuple: immutable, and built once per request at a tuple's cost."""
 
     method: str
     path: str  # the raw path, without the query
