@@ -8,8 +8,9 @@ without a decision to make. What stays h11's is everything that judges what the
 backend sent:
 
 - the status line and header fields are parsed with h11's own regexes and field
-  normalization (h1head.read_response, h11's `maybe_read_from_SEND_RESPONSE_server`
-  in one loop: obs-fold refused, Content-Length and Transfer-Encoding checked);
+  normalization (h1head.read_response: what h11's
+  `maybe_read_from_SEND_RESPONSE_server` judges, with fewer Python steps: obs-fold
+  refused, Content-Length and Transfer-Encoding checked);
 - the body framing is h11's `_body_framing` (RFC 9112, 6.3: HEAD, 1xx, 204 and
   304 have no body; Transfer-Encoding beats Content-Length; otherwise read until
   close), and the body is read by h11's Content-Length, chunked and HTTP/1.0

@@ -8,9 +8,9 @@ h1client.py does for backends, this module keeps what judges the bytes h11's
 and makes the few decisions the state machine made explicit:
 
 - the request line and header fields are parsed with h11's own regexes and field
-  normalization (h1head.read_request, h11's `maybe_read_from_IDLE_client` in one
-  loop: obs-fold refused, one Host, Content-Length digits and one value,
-  Transfer-Encoding only "chunked");
+  normalization (h1head.read_request: what h11's `maybe_read_from_IDLE_client`
+  judges, with fewer Python steps: obs-fold refused, one Host, Content-Length
+  digits and one value, Transfer-Encoding only "chunked");
 - a body is framed by h11's `_body_framing` and read by its Content-Length and
   chunked readers (chunk sizes, chunk ends, trailers judged there);
 - keep-alive is h11's `_keep_alive` ("Connection: close" or HTTP/1.0 closes), and
