@@ -5,11 +5,11 @@ HEAD, 204, chunked and unframed bodies, a pipelined run of them)."""
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
-from agent.nodeconfig import Filters, Redirect
+from agent.nodeconfig import Filters, HeaderModifier, Redirect
 from tests.l7.backends import EchoBackend
 from tests.l7.support import Engine, backend, free_port, match, rule, simple_port
 
@@ -19,16 +19,21 @@ BODY = bytes(i % 251 for i in range(1000))
 
 
 @pytest.fixture(scope="module")
-def port(engine: Engine) -> int:
+def port(engine: Engine) -> Iterator[int]:
     a = EchoBackend(name="a-1").start()
     p = free_port(ADDR)
     redirect = Filters(redirect=Redirect(hostname="example.org", status_code=302))
+    closing = Filters(response_headers=HeaderModifier(set=(("Connection", "close"),)))
     engine.apply(
         simple_port(
-            ADDR, p, (rule(filters=redirect), [match("/moved")]), (rule(backend(a)), [match("/")])
+            ADDR,
+            p,
+            (rule(filters=redirect), [match("/moved")]),
+            (rule(backend(a), filters=closing), [match("/closing")]),
+            (rule(backend(a)), [match("/")]),
         )
     )
-    yield p  # type: ignore[misc]
+    yield p
     a.stop()
 
 
@@ -71,6 +76,9 @@ CASES = [
      "close", True),
     ("HEAD", b"HEAD /bytes?size=1000 HTTP/1.1\r\nHost: h\r\n\r\n", 200, "none", False),
     ("204", b"GET /status/204 HTTP/1.1\r\nHost: h\r\n\r\n", 204, "none", False),
+    # A ResponseHeaderModifier that sets Connection: close ends the connection, as h11 did.
+    ("Connection: close set by a filter", b"GET /closing HTTP/1.1\r\nHost: h\r\n\r\n", 200,
+     "length", True),
 ]  # fmt: skip
 
 
