@@ -4,6 +4,7 @@ Each backend answers like the conformance echo-basic server (echo-backend.md)
 in the parts the tests use: a JSON echo of what it saw (path with query, host,
 method, headers, namespace, pod, TLS server name), `?delay=` seconds, `/status/N`,
 `/bytes?size=N` (N bytes, `&chunked=1`: without Content-Length, in 64 KiB pieces),
+`?early=1` (a 103 before the answer),
 the `/retry` simulator (fail `succeedAfter` times with `responseCode` or a TCP
 reset), and `/ws`, which answers the WebSocket handshake and then echoes bytes.
 Every request is appended to `log` (the mirror and hot-swap tests read it).
@@ -155,6 +156,10 @@ class EchoBackend:
                 continue
             headers.setdefault(name, []).append(v.decode())
         self.log.append(Seen(self.name, req.method.decode(), target, headers))
+        if "early" in params:  # a 103 (Early Hints) before the answer
+            hint = h11.InformationalResponse(status_code=103, headers=[(b"link", b"</s>")])
+            writer.write(conn.send(hint) or b"")
+            await writer.drain()
         if path == "/ws":
             key = dict(req.headers).get(b"sec-websocket-key", b"")
             accept = base64.b64encode(hashlib.sha1(key + WS_GUID).digest())

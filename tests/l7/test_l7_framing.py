@@ -139,3 +139,17 @@ def test_a_long_pipelined_run_answered_by_the_gateway(port: int) -> None:
     assert got.count(b"location: http://example.org:%d/moved" % port) == n
     last = got.rsplit(b"HTTP/1.1 ", 1)[1]
     assert last.startswith(b"200 ") and last.endswith(b"\r\n\r\n" + BODY[:10])
+
+
+def test_informational_answers_before_the_response_are_skipped(port: int) -> None:
+    """A backend's 103 is not the answer: the proxy waits for the final response (on a new
+    connection, then on the pooled one: the task path, then the callback path)."""
+    with socket.create_connection((ADDR, port), timeout=10) as s:
+        for _ in range(3):
+            s.sendall(b"GET /bytes?size=10&early=1 HTTP/1.1\r\nHost: h\r\n\r\n")
+            got = b""
+            while not got.endswith(BODY[:10]):
+                chunk = s.recv(65536)
+                assert chunk
+                got += chunk
+            assert got.startswith(b"HTTP/1.1 200 ")
