@@ -343,13 +343,17 @@ class ClientConnection(asyncio.Protocol):
             self._process()
 
     def failed(self) -> None:
-        """The current request failed on the gateway's side (a bug, not a backend's doing)."""
+        """The current request failed on the gateway's side (a bug, not a backend's doing):
+        a 500 if nothing was sent yet, and the connection ends either way, since what the
+        failure left of the exchange is unknown (a client must not wait on it)."""
         if not self.response_started:
-            self.simple(500)
+            self.simple(500, [(b"connection", b"close")])
         else:
             self.abort()
         self.server.log_error(f"request failed on {self.server.address}:{self.server.port}")
         self._account(self.request)
+        if self.state is not State.CLOSED:
+            self._close()
 
     def note_route(self, lt: ListenerTable | None, route: str) -> None:
         """The listener and route the current request was routed to (for stats and logs)."""

@@ -1,0 +1,80 @@
+"""A request that fails on the gateway's side (a bug in nodegate, not a backend's doing)
+gets a 500 and its connection ends: the client is never left waiting on it.
+
+In-process on a real loopback socket: the failure is injected where a worker process
+could not be reached (l7.server.serve raising)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import pytest
+
+from agent.nodeconfig import NodeConfig
+from l7 import server as l7server
+from l7.limits import Limits
+from l7.proxy import bind_port_state
+from l7.router import compile_port
+from l7.upstream import Upstreams
+from tests.l7.support import free_port, match, rule, simple_port
+
+ADDR = "127.0.0.5"
+
+
+def _port_state(port: int) -> Any:
+    http = simple_port(ADDR, port, (rule(), [match("/")]))
+    config = NodeConfig(http=(http,))
+    return bind_port_state(compile_port(config.http[0]), Upstreams(Limits()))
+
+
+def _exchange(port: int, data: bytes) -> bytes:
+    """Send `data`, read until the server closes (bounded by a 5 s timeout)."""
+    with socket.create_connection((ADDR, port), timeout=5) as s:
+        s.sendall(data)
+        got = b""
+        while chunk := s.recv(65536):
+            got += chunk
+        return got
+
+
+@pytest.mark.parametrize("where", ["at once", "in the task"])
+def test_a_gateway_side_failure_answers_500_and_closes(
+    monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    def broken(*args: object) -> Any:
+        if where == "at once":
+            raise RuntimeError("injected")
+
+        async def later() -> None:
+            await asyncio.sleep(0)
+            raise RuntimeError("injected")
+
+        return later()
+
+    monkeypatch.setattr(l7server, "serve", broken)
+    port = free_port(ADDR)
+
+    srv = l7server.PortServer(ADDR, port, False, _port_state(port), Limits(), None)
+
+    async def main() -> bytes:
+        await srv.start()
+        try:
+            loop = asyncio.get_running_loop()
+            request = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+            # Two pipelined requests: the second must not be left hanging.
+            return await asyncio.wait_for(
+                loop.run_in_executor(None, _exchange, port, request * 2), timeout=10
+            )
+        finally:
+            assert srv.server is not None
+            srv.server.close()
+            await srv.server.wait_closed()
+
+    got = asyncio.run(main())
+    head = got.split(b"\r\n\r\n", 1)[0].lower()
+    assert head.startswith(b"http/1.1 500 ")
+    assert b"\r\nconnection: close" in head
+    assert got.count(b"HTTP/1.1") == 1  # answered once, then closed
+    assert srv.errors == [f"request failed on {ADDR}:{port}"]
