@@ -7,7 +7,8 @@
  *   ng_xdp   XDP (native or generic) on every served interface
  *   ng_tc    tc clsact ingress, direct action: the whole datapath, and in
  *            XDP mode the finisher for what XDP passes (unresolved next hop)
- * IPv4 goes through lb4_decide, IPv6 through lb6_decide (lib/lb6.h).
+ * IPv4 goes through lb4_decide, IPv6 through lb6_decide (lib/lb6.h); IPv4
+ * ICMP errors about a flow through icmp4_decide (lib/icmp.h).
  *
  *   ng_pass  XDP_PASS only: for veth peers that must take XDP_REDIRECTed
  *            frames (the lab and the bench; never attached by the agent) */
@@ -19,6 +20,7 @@
 #include <linux/ipv6.h>
 #include <linux/tcp.h>
 #include <linux/udp.h>
+#include <linux/icmp.h>
 #include <linux/socket.h>
 
 #include "lib/consts.h"
@@ -35,6 +37,7 @@
 #include "lib/conntrack.h"
 #include "lib/lb4.h"
 #include "lib/lb6.h"
+#include "lib/icmp.h"
 #include "lib/reset.h"
 #include "lib/xdp.h"
 #include "lib/tc.h"
@@ -109,6 +112,46 @@ static __always_inline int ng_tc6(struct __sk_buff *skb)
 	}
 }
 
+static __always_inline int ng_xdp_icmp(struct xdp_md *ctx, void *data, void *data_end)
+{
+	struct verdict v = {};
+	icmp4_decide(ctx, data, data_end, ctx->ingress_ifindex, &v);
+	switch (v.action) {
+	case NG_FWD:
+		if (icmp4_rewrite((void *)(long)ctx->data, (void *)(long)ctx->data_end, &v.nat, 1))
+			return XDP_DROP;
+		stats_packet(v.slot, v.reply, (u32)(data_end - data));
+		return bpf_redirect(v.nat.ifindex, 0);
+	case NG_DROP:
+		stats_drop(v.slot, v.reason);
+		return XDP_DROP;
+	default: /* NG_PASS; NG_NEIGH: tc resolves the next hop */
+		return XDP_PASS;
+	}
+}
+
+static __always_inline int ng_tc_icmp(struct __sk_buff *skb, void *data, void *data_end)
+{
+	struct verdict v = {};
+	icmp4_decide(skb, data, data_end, skb->ifindex, &v);
+	switch (v.action) {
+	case NG_FWD:
+	case NG_NEIGH:
+		if (icmp4_rewrite((void *)(long)skb->data, (void *)(long)skb->data_end, &v.nat,
+				  v.action == NG_FWD))
+			return TC_ACT_SHOT;
+		stats_packet(v.slot, v.reply, skb->len);
+		if (v.action == NG_FWD)
+			return bpf_redirect(v.nat.ifindex, 0);
+		return ng_redirect_neigh(v.nat.ifindex, NULL, 0, 0);
+	case NG_DROP:
+		stats_drop(v.slot, v.reason);
+		return TC_ACT_SHOT;
+	default:
+		return TC_ACT_OK;
+	}
+}
+
 int ng_xdp(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
@@ -120,7 +163,7 @@ int ng_xdp(struct xdp_md *ctx)
 	p.ifindex = ctx->ingress_ifindex;
 	int rc = parse_ipv4(data, data_end, (u32)(data_end - data), &p);
 	if (rc == NG_PASS)
-		return XDP_PASS;
+		return ng_xdp_icmp(ctx, data, data_end);
 	if (rc == NG_DROP) {
 		stats_drop(NG_STATS_GLOBAL, NG_DROP_MALFORMED);
 		return XDP_DROP;
@@ -161,7 +204,7 @@ int ng_tc(struct __sk_buff *skb)
 	p.ifindex = skb->ifindex;
 	int rc = parse_ipv4(data, data_end, skb->len, &p);
 	if (rc == NG_PASS)
-		return TC_ACT_OK;
+		return ng_tc_icmp(skb, data, data_end);
 	if (rc == NG_DROP) {
 		stats_drop(NG_STATS_GLOBAL, NG_DROP_MALFORMED);
 		return TC_ACT_SHOT;

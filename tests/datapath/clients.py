@@ -79,3 +79,21 @@ for line in sys.stdin:
         out["udp_error"] = repr(e)
     print(json.dumps(out), flush=True)
 """
+
+# One datagram on a connected UDP socket: what the socket then reports.
+UDP_ONE = r"""
+import json, socket, sys
+vip, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET6 if ":" in vip else socket.AF_INET, socket.SOCK_DGRAM)
+s.connect((vip, port))
+s.settimeout(3)
+s.send(b"is anybody there")
+try:
+    s.recv(2048)
+    result = "answer"
+except ConnectionRefusedError:
+    result = "refused"
+except TimeoutError:
+    result = "timeout"
+print(json.dumps({"result": result}))
+"""

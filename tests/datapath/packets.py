@@ -71,6 +71,13 @@ def udp(src: str, dst: str, sport: int, dport: int, payload: bytes, checksum: bo
     return seg[:6] + struct.pack("!H", c) + seg[8:]
 
 
+def icmp(kind: int, code: int, data: bytes, rest: bytes = bytes(4)) -> bytes:
+    """An ICMPv4 message: type, code, checksum, the 4 bytes after it (unused, or the
+    next-hop MTU of "fragmentation needed"), then `data` (for an error: the quoted packet)."""
+    msg = struct.pack("!BBH", kind, code, 0) + rest + data
+    return msg[:2] + struct.pack("!H", csum(msg)) + msg[4:]
+
+
 def ipv4(
     src: str,
     dst: str,

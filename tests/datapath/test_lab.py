@@ -219,6 +219,35 @@ def test_tc_mode_serves_tcp_and_udp_in_the_kernel(lab: Lab, served: dict[str, An
         agent.exit()
 
 
+def test_a_backend_port_unreachable_reaches_the_udp_client(
+    lab: Lab, served: dict[str, Any], tmp_path: Path
+) -> None:
+    """A UDP listener whose backend has nothing on the port: the backend's kernel answers
+    "port unreachable" to the node's full-NAT address, and the datapath sends it on to
+    the client as from the VIP, so a connected socket fails at once (ECONNREFUSED)
+    instead of waiting out a timeout. The listener beside it still answers."""
+    dead = Backend(
+        ref=Ref(kind="Service", namespace=NS, name="backend-v1"),
+        endpoints=(Endpoint(address=str(lab.backends[0].address), port=8099),),
+    )
+    vip = served["vip"]
+    base = config(lab, vip)
+    listener = base.l4[1].model_copy(
+        update={"ref": gw_ref("dead"), "port": 5399, "backends": (dead,)}
+    )
+    cfg = tmp_path / "dead.json"
+    cfg.write_text(base.model_copy(update={"l4": (*base.l4, listener)}).model_dump_json())
+    agent = Agent(lab, pin_dir_for("tc"), "tc", cfg)
+    try:
+        assert run_json(lab.client, clients.UDP_ONE, vip, 5399) == {"result": "refused"}
+        assert run_json(lab.client, clients.UDP_ONE, vip, UDP_PORT) == {"result": "answer"}
+        c = agent.ask("counters")
+        dead_counts = next(x for x in c["listeners"] if x["port"] == 5399)
+        assert dead_counts["packets"] == 1 and dead_counts["reply_packets"] == 1  # the ICMP
+    finally:
+        agent.exit()
+
+
 def test_invalid_share_is_rejected_in_proportion(lab: Lab, served: dict[str, Any]) -> None:
     agent = Agent(lab, pin_dir_for("tc"), "tc", served["cfg"])
     try:

@@ -429,6 +429,110 @@ def test_udp_reply_comes_from_the_listener_address(env: Env, hook: str, checksum
     )
 
 
+# --- ICMP errors about a flow (RFC 5508) --------------------------------------
+
+UNREACH, TIME_EXCEEDED = 3, 11
+
+
+@pytest.mark.parametrize("hook", ["xdp", "tc"])
+@pytest.mark.parametrize("checksum", [True, False], ids=["udp-csum", "udp-csum-0"])
+def test_port_unreachable_from_the_backend_reaches_the_client(
+    env: Env, hook: str, checksum: bool
+) -> None:
+    """The backend's "port unreachable" for a datagram it got from the node goes to the
+    client as from the VIP, quoting the datagram exactly as the client sent it."""
+    cport = 45000 + (hook == "tc") * 10 + checksum
+    payload = b"is anybody there"
+    dgram = P.udp4(CLIENT_MAC, env.c_mac, CLIENT, VIP, cport, 5300, payload, checksum=checksum)
+    verdict, natted = run(env, hook, dgram, env.c_if)
+    assert verdict == "redirect"
+    # The backend's kernel quotes the whole datagram it got (it is short).
+    err = P.eth(
+        env.b_mac, B1_MAC, P.ETH_IP, P.ipv4(B1, GW_B, P.ICMP, P.icmp(UNREACH, 3, natted[14:]))
+    )
+    verdict, out = run(env, hook, err, env.b_if)
+    assert verdict == "redirect"
+    sent = P.ipv4(CLIENT, VIP, P.UDP, P.udp(CLIENT, VIP, cport, 5300, payload, checksum), ttl=63)
+    assert out == P.eth(
+        CLIENT_MAC,
+        env.c_mac,
+        P.ETH_IP,
+        P.ipv4(VIP, CLIENT, P.ICMP, P.icmp(UNREACH, 3, sent), ttl=63),
+    )
+
+
+@pytest.mark.parametrize("hook", ["xdp", "tc"])
+def test_fragmentation_needed_on_the_backend_side_reaches_the_client(env: Env, hook: str) -> None:
+    """Path MTU discovery through the gateway: a router between the node and the backend
+    says the node's segment is too big; the client hears it about its own segment."""
+    cport = 46000 + (hook == "tc")
+    router = "198.19.0.99"  # any sender: only the quoted packet names the flow
+    syn = P.tcp4(CLIENT_MAC, env.c_mac, CLIENT, VIP, cport, 9300, flags=P.SYN, seq=7)
+    verdict, natted = run(env, hook, syn, env.c_if)
+    assert verdict == "redirect"
+    mtu = bytes(2) + (1400).to_bytes(2, "big")
+    quoted = natted[14 : 14 + 28]  # the minimum an error quotes: IP header + 8 bytes
+    err = P.eth(
+        env.b_mac,
+        B1_MAC,
+        P.ETH_IP,
+        P.ipv4(router, GW_B, P.ICMP, P.icmp(UNREACH, 4, quoted, rest=mtu), ttl=60),
+    )
+    verdict, out = run(env, hook, err, env.b_if)
+    assert verdict == "redirect"
+    sent = P.ipv4(CLIENT, VIP, P.TCP, P.tcp(CLIENT, VIP, cport, 9300, flags=P.SYN, seq=7), ttl=63)
+    want_icmp = P.icmp(UNREACH, 4, sent[:28], rest=mtu)
+    assert out == P.eth(
+        CLIENT_MAC, env.c_mac, P.ETH_IP, P.ipv4(VIP, CLIENT, P.ICMP, want_icmp, ttl=59)
+    )
+
+
+@pytest.mark.parametrize("hook", ["xdp", "tc"])
+def test_an_error_from_the_client_side_reaches_the_backend(env: Env, hook: str) -> None:
+    """Symmetric: the client's "port unreachable" for a reply goes to the backend, as
+    from the node's full-NAT address, quoting the reply as the backend sent it."""
+    cport = 47000 + (hook == "tc")
+    dgram = P.udp4(CLIENT_MAC, env.c_mac, CLIENT, VIP, cport, 5300, b"q")
+    verdict, natted = run(env, hook, dgram, env.c_if)
+    snat = int(P.fields(natted)["sport"])  # type: ignore[call-overload]
+    reply = P.udp4(B1_MAC, env.b_mac, B1, GW_B, 8080, snat, b"answer")
+    verdict, unnatted = run(env, hook, reply, env.b_if)
+    assert verdict == "redirect"
+    err = P.eth(
+        env.c_mac,
+        CLIENT_MAC,
+        P.ETH_IP,
+        P.ipv4(CLIENT, VIP, P.ICMP, P.icmp(UNREACH, 3, unnatted[14:])),
+    )
+    verdict, out = run(env, hook, err, env.c_if)
+    assert verdict == "redirect"
+    # Quoted as the backend sent it, but for the hop through the node (TTL 63).
+    sent = P.ipv4(B1, GW_B, P.UDP, P.udp(B1, GW_B, 8080, snat, b"answer"), ttl=63)
+    assert out == P.eth(
+        B1_MAC,
+        env.b_mac,
+        P.ETH_IP,
+        P.ipv4(GW_B, B1, P.ICMP, P.icmp(UNREACH, 3, sent), ttl=63),
+    )
+
+
+@pytest.mark.parametrize("hook", ["xdp", "tc"])
+@pytest.mark.parametrize(
+    "desc,kind,quoted_dport",
+    [
+        ("an error about no flow of ours", UNREACH, 9999),
+        ("an echo request, not an error", 8, 8080),
+    ],
+)
+def test_icmp_that_is_not_about_a_flow_passes(
+    env: Env, hook: str, desc: str, kind: int, quoted_dport: int
+) -> None:
+    quoted = P.ipv4(GW_B, B1, P.UDP, P.udp(GW_B, B1, 61999, quoted_dport, b"x"))
+    frame = P.eth(env.b_mac, B1_MAC, P.ETH_IP, P.ipv4(B1, GW_B, P.ICMP, P.icmp(kind, 3, quoted)))
+    verdict, out = run(env, hook, frame, env.b_if)
+    assert (verdict, out) == ("pass", frame), desc
+
+
 @pytest.mark.parametrize("hook", ["xdp", "tc"])
 def test_wildcard_listener_takes_local_addresses(env: Env, hook: str) -> None:
     cport = 44000 + (hook == "tc")
