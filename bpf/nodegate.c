@@ -7,8 +7,8 @@
  *   ng_xdp   XDP (native or generic) on every served interface
  *   ng_tc    tc clsact ingress, direct action: the whole datapath, and in
  *            XDP mode the finisher for what XDP passes (unresolved next hop)
- * IPv4 goes through lb4_decide, IPv6 through lb6_decide (lib/lb6.h); IPv4
- * ICMP errors about a flow through icmp4_decide (lib/icmp.h).
+ * IPv4 goes through lb4_decide, IPv6 through lb6_decide (lib/lb6.h); ICMP
+ * errors about a flow through icmp4_decide and icmp6_decide (lib/icmp.h).
  *
  *   ng_pass  XDP_PASS only: for veth peers that must take XDP_REDIRECTed
  *            frames (the lab and the bench; never attached by the agent) */
@@ -21,6 +21,7 @@
 #include <linux/tcp.h>
 #include <linux/udp.h>
 #include <linux/icmp.h>
+#include <linux/icmpv6.h>
 #include <linux/socket.h>
 
 #include "lib/consts.h"
@@ -42,13 +43,68 @@
 #include "lib/xdp.h"
 #include "lib/tc.h"
 
+static __always_inline int ng_xdp6_icmp(struct xdp_md *ctx, void *data, void *data_end)
+{
+	struct verdict6 v = {};
+	icmp6_decide(ctx, data, data_end, ctx->ingress_ifindex, &v);
+	switch (v.action) {
+	case NG_FWD:
+		if (icmp6_rewrite((void *)(long)ctx->data, (void *)(long)ctx->data_end, &v.nat, 1))
+			return XDP_DROP;
+		stats_packet(v.slot, v.reply, (u32)(data_end - data));
+		return bpf_redirect(v.nat.ifindex, 0);
+	case NG_DROP:
+		stats_drop(v.slot, v.reason);
+		return XDP_DROP;
+	default: /* NG_PASS; NG_NEIGH: tc resolves the next hop */
+		return XDP_PASS;
+	}
+}
+
+/* An ICMPv6 error quotes 40 more bytes than ng_tc pulls: pulled here, for
+ * ICMPv6 errors only. */
+static __always_inline int ng_tc6_icmp(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ipv6hdr *ip6 = data + NG_ETH_HLEN;
+	struct icmp6hdr *ic = data + NG_L4_OFF6;
+	if ((void *)(ic + 1) > data_end || ip6->nexthdr != IPPROTO_ICMPV6 || ic->icmp6_type > 3 ||
+	    skb->len < NG_ICMP6_MIN_FRAME)
+		return TC_ACT_OK; /* not an error we translate (neighbour discovery, echo, ...) */
+	if (data + NG_ICMP6_MIN_FRAME > data_end) {
+		if (bpf_skb_pull_data(skb, NG_ICMP6_MIN_FRAME))
+			return TC_ACT_OK;
+		data = (void *)(long)skb->data;
+		data_end = (void *)(long)skb->data_end;
+	}
+	struct verdict6 v = {};
+	icmp6_decide(skb, data, data_end, skb->ifindex, &v);
+	switch (v.action) {
+	case NG_FWD:
+	case NG_NEIGH:
+		if (icmp6_rewrite((void *)(long)skb->data, (void *)(long)skb->data_end, &v.nat,
+				  v.action == NG_FWD))
+			return TC_ACT_SHOT;
+		stats_packet(v.slot, v.reply, skb->len);
+		if (v.action == NG_FWD)
+			return bpf_redirect(v.nat.ifindex, 0);
+		return ng_redirect_neigh(v.nat.ifindex, NULL, 0, 0);
+	case NG_DROP:
+		stats_drop(v.slot, v.reason);
+		return TC_ACT_SHOT;
+	default:
+		return TC_ACT_OK;
+	}
+}
+
 static __always_inline int ng_xdp6(struct xdp_md *ctx, void *data, void *data_end)
 {
 	struct pkt6 p = {};
 	p.ifindex = ctx->ingress_ifindex;
 	int rc = parse_ipv6(data, data_end, (u32)(data_end - data), &p);
 	if (rc == NG_PASS)
-		return XDP_PASS;
+		return ng_xdp6_icmp(ctx, data, data_end);
 	if (rc == NG_DROP) {
 		stats_drop(NG_STATS_GLOBAL, NG_DROP_MALFORMED);
 		return XDP_DROP;
@@ -82,7 +138,7 @@ static __always_inline int ng_tc6(struct __sk_buff *skb)
 	p.ifindex = skb->ifindex;
 	int rc = parse_ipv6(data, data_end, skb->len, &p);
 	if (rc == NG_PASS)
-		return TC_ACT_OK;
+		return ng_tc6_icmp(skb);
 	if (rc == NG_DROP) {
 		stats_drop(NG_STATS_GLOBAL, NG_DROP_MALFORMED);
 		return TC_ACT_SHOT;

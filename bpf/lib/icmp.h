@@ -1,4 +1,4 @@
-/* icmp.h: ICMP errors about a flow nodegate translates (IPv4), the way a NAT
+/* icmp.h: ICMP errors about a flow nodegate translates (IPv4 and IPv6), the way a NAT
  * must treat them (RFC 5508): destination unreachable (fragmentation needed
  * among them, which path MTU discovery depends on) and time exceeded, sent by
  * either side of a flow or by a router on the way, go on to the other party
@@ -128,6 +128,120 @@ static __always_inline int icmp4_rewrite(void *data, void *data_end, const struc
 	e.ip->check = csum_apply(e.ip->check, outer);
 	e.ip->saddr = n->saddr;
 	e.ip->daddr = n->daddr;
+	if (with_mac) {
+		__builtin_memcpy(eth->h_dest, n->dmac, 6);
+		__builtin_memcpy(eth->h_source, n->smac, 6);
+	}
+	return 0;
+}
+
+/* IPv6 (RFC 4443): destination unreachable, packet too big (path MTU
+ * discovery: no router fragments IPv6), time exceeded. The ICMPv6 checksum
+ * covers a pseudo-header with the outer addresses. */
+#define NG_ICMP6_DEST_UNREACH 1
+#define NG_ICMP6_PKT_TOOBIG 2
+#define NG_ICMP6_TIME_EXCEED 3
+
+#define NG_INNER_IP6_OFF (NG_L4_OFF6 + 8)
+#define NG_INNER_L4_OFF6 (NG_INNER_IP6_OFF + NG_IP6_HLEN)
+#define NG_ICMP6_MIN_FRAME (NG_INNER_L4_OFF6 + 8)
+
+struct icmp6_err {
+	struct ipv6hdr *ip;
+	struct icmp6hdr *icmp;
+	struct ipv6hdr *in;
+	__be16 *in_l4;
+};
+
+/* Returns: whether the frame is an ICMPv6 error whose quoted packet (without
+ * extension headers) can be translated; e is filled. */
+static __always_inline int icmp6_parse(void *data, void *data_end, struct icmp6_err *e)
+{
+	struct ethhdr *eth = data;
+	e->ip = data + NG_ETH_HLEN;
+	e->icmp = data + NG_L4_OFF6;
+	e->in = data + NG_INNER_IP6_OFF;
+	e->in_l4 = data + NG_INNER_L4_OFF6;
+	if (data + NG_ICMP6_MIN_FRAME > data_end)
+		return 0;
+	if (eth->h_proto != htons(ETH_P_IPV6) || e->ip->version != 6)
+		return 0;
+	if (e->ip->nexthdr != IPPROTO_ICMPV6)
+		return 0;
+	if (ntohs(e->ip->payload_len) < NG_ICMP6_MIN_FRAME - NG_L4_OFF6)
+		return 0;
+	u8 type = e->icmp->icmp6_type;
+	if (type != NG_ICMP6_DEST_UNREACH && type != NG_ICMP6_PKT_TOOBIG &&
+	    type != NG_ICMP6_TIME_EXCEED)
+		return 0;
+	if (e->in->version != 6)
+		return 0;
+	return e->in->nexthdr == IPPROTO_TCP || e->in->nexthdr == IPPROTO_UDP;
+}
+
+/* As icmp4_decide, for IPv6. */
+static __always_inline void icmp6_decide(void *ctx, void *data, void *data_end, u32 ifindex,
+					 struct verdict6 *v)
+{
+	struct icmp6_err e;
+	v->action = NG_PASS;
+	v->reply = 0;
+	v->reason = 0;
+	v->slot = NG_STATS_GLOBAL;
+	if (!icmp6_parse(data, data_end, &e))
+		return;
+	struct ct6_key k = {.sport = e.in_l4[1], .dport = e.in_l4[0], .proto = e.in->nexthdr};
+	a6_copy(k.saddr, e.in->daddr.s6_addr32);
+	a6_copy(k.daddr, e.in->saddr.s6_addr32);
+	struct ct6_val *ct = ng_ct6.lookup(&k);
+	if (!ct || ct6_expired(ct, bpf_ktime_get_ns(), k.proto))
+		return;
+	v->slot = ct->svc < NG_MAX_SVC ? ct->svc : NG_STATS_GLOBAL;
+	v->reply = !!(ct->flags & NG_CT_REPLY);
+	if (e.ip->hop_limit <= 1)
+		return; /* the stack answers with its own time exceeded */
+	nat6_from_ct(&v->nat, ct);
+	struct pkt6 p = {.proto = IPPROTO_ICMPV6, .ifindex = ifindex};
+	v->action = lb6_route(ctx, &p, &v->nat, 0);
+	if (v->action == NG_DROP)
+		v->reason = NG_DROP_FIB;
+}
+
+/* As icmp4_rewrite, for IPv6: no IP header checksums, but the ICMPv6 one also
+ * covers the outer addresses (its pseudo-header).
+ * Returns: 0, or -1 if the headers moved out of reach. */
+static __always_inline int icmp6_rewrite(void *data, void *data_end, const struct nat6 *n,
+					 int with_mac)
+{
+	struct icmp6_err e;
+	if (!icmp6_parse(data, data_end, &e))
+		return -1;
+	struct ethhdr *eth = data;
+	u32 inner = 0, outer = 0;
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		inner += csum_diff4(e.in->saddr.s6_addr32[i], n->daddr[i]);
+		inner += csum_diff4(e.in->daddr.s6_addr32[i], n->saddr[i]);
+		outer += csum_diff4(e.ip->saddr.s6_addr32[i], n->saddr[i]);
+		outer += csum_diff4(e.ip->daddr.s6_addr32[i], n->daddr[i]);
+	}
+	u32 ports = csum_diff2(e.in_l4[0], n->dport) + csum_diff2(e.in_l4[1], n->sport);
+	u32 icmp = inner + ports + outer;
+	if (e.in->nexthdr == IPPROTO_UDP && e.in_l4[3] != 0) {
+		__sum16 ucheck = csum_apply(e.in_l4[3], inner + ports);
+		if (ucheck == 0)
+			ucheck = 0xffff;
+		icmp += csum_diff2(e.in_l4[3], ucheck);
+		e.in_l4[3] = ucheck;
+	}
+	a6_copy(e.in->saddr.s6_addr32, n->daddr);
+	a6_copy(e.in->daddr.s6_addr32, n->saddr);
+	e.in_l4[0] = n->dport;
+	e.in_l4[1] = n->sport;
+	e.icmp->icmp6_cksum = csum_apply(e.icmp->icmp6_cksum, icmp);
+	a6_copy(e.ip->saddr.s6_addr32, n->saddr);
+	a6_copy(e.ip->daddr.s6_addr32, n->daddr);
+	e.ip->hop_limit--;
 	if (with_mac) {
 		__builtin_memcpy(eth->h_dest, n->dmac, 6);
 		__builtin_memcpy(eth->h_source, n->smac, 6);

@@ -12,7 +12,7 @@ import struct
 ETH_IP = 0x0800
 ETH_ARP = 0x0806
 ETH_IPV6 = 0x86DD
-TCP, UDP, ICMP = 6, 17, 1
+TCP, UDP, ICMP, ICMP6 = 6, 17, 1, 58
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 
 
@@ -76,6 +76,13 @@ def icmp(kind: int, code: int, data: bytes, rest: bytes = bytes(4)) -> bytes:
     next-hop MTU of "fragmentation needed"), then `data` (for an error: the quoted packet)."""
     msg = struct.pack("!BBH", kind, code, 0) + rest + data
     return msg[:2] + struct.pack("!H", csum(msg)) + msg[4:]
+
+
+def icmp6(src: str, dst: str, kind: int, code: int, data: bytes, rest: bytes = bytes(4)) -> bytes:
+    """An ICMPv6 message (RFC 4443), its checksum over the pseudo-header of src and dst."""
+    msg = struct.pack("!BBH", kind, code, 0) + rest + data
+    c = csum(_pseudo(src, dst, ICMP6, len(msg)) + msg)
+    return msg[:2] + struct.pack("!H", c) + msg[4:]
 
 
 def ipv4(

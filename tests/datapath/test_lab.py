@@ -417,7 +417,7 @@ def test_cleanup_removes_programs_maps_and_ports(lab: Lab, served: dict[str, Any
         assert cleanup(pin) == []
 
 
-V6_PORT_TCP, V6_PORT_UDP = 9400, 5400
+V6_PORT_TCP, V6_PORT_UDP, V6_PORT_DEAD = 9400, 5400, 5401
 
 
 def _enable_ipv6(lab: Lab) -> tuple[str, list[str]]:
@@ -481,6 +481,14 @@ def test_ipv6_tcp_and_udp_end_to_end(lab: Lab, served: dict[str, Any], tmp_path:
                 port=V6_PORT_UDP,
                 backends=v6_backends(8080),
             ),
+            L4Listener(  # nothing listens on the backend's port: ICMPv6 port unreachable
+                ref=gw_ref("dead6"),
+                gateway=gw_ref(""),
+                protocol="UDP",
+                address=vip6,
+                port=V6_PORT_DEAD,
+                backends=v6_backends(8099)[:1],
+            ),
         )
     )
     path = tmp_path / "v6.json"
@@ -495,10 +503,13 @@ def test_ipv6_tcp_and_udp_end_to_end(lab: Lab, served: dict[str, Any], tmp_path:
             assert sum(by.values()) == 60 and set(by) == {"backend-v1", "backend-v2"}, by
         assert udp["silent"] == 0
         assert gateway_sockets(lab, V6_PORT_TCP, V6_PORT_UDP) == []
+        # The backend's ICMPv6 port unreachable reaches the client, translated.
+        assert run_json(lab.client, clients.UDP_ONE, vip6, V6_PORT_DEAD) == {"result": "refused"}
         c = agent.ask("counters")
         assert {x["port"]: x["new_flows"] for x in c["listeners"]} == {
             V6_PORT_TCP: 60,
             V6_PORT_UDP: 60,
+            V6_PORT_DEAD: 1,
         }
     finally:
         agent.exit()

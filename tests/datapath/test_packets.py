@@ -533,6 +533,59 @@ def test_icmp_that_is_not_about_a_flow_passes(
     assert (verdict, out) == ("pass", frame), desc
 
 
+UNREACH6, TOO_BIG6 = 1, 2
+
+
+@pytest.mark.parametrize("hook", ["xdp", "tc"])
+def test_ipv6_port_unreachable_from_the_backend_reaches_the_client(env: Env, hook: str) -> None:
+    cport = 45100 + (hook == "tc")
+    payload = b"is anybody there"
+    dgram = P.udp6(CLIENT_MAC, env.c_mac, CLIENT6, VIP6, cport, 5300, payload)
+    verdict, natted = run(env, hook, dgram, env.c_if)
+    assert verdict == "redirect"
+    msg = P.icmp6(B1_6, GW_B6, UNREACH6, 4, natted[14:])
+    err = P.eth(env.b_mac, B1_MAC, P.ETH_IPV6, P.ipv6(B1_6, GW_B6, P.ICMP6, msg))
+    verdict, out = run(env, hook, err, env.b_if)
+    assert verdict == "redirect"
+    sent = P.ipv6(CLIENT6, VIP6, P.UDP, P.udp(CLIENT6, VIP6, cport, 5300, payload), hop=63)
+    want = P.icmp6(VIP6, CLIENT6, UNREACH6, 4, sent)
+    assert out == P.eth(
+        CLIENT_MAC, env.c_mac, P.ETH_IPV6, P.ipv6(VIP6, CLIENT6, P.ICMP6, want, hop=63)
+    )
+
+
+@pytest.mark.parametrize("hook", ["xdp", "tc"])
+def test_ipv6_packet_too_big_on_the_backend_side_reaches_the_client(env: Env, hook: str) -> None:
+    """IPv6 path MTU discovery through the gateway (no router fragments IPv6)."""
+    cport = 46100 + (hook == "tc")
+    router = "fd00:19::99"
+    syn = P.tcp6(CLIENT_MAC, env.c_mac, CLIENT6, VIP6, cport, 9300, flags=P.SYN, seq=7)
+    verdict, natted = run(env, hook, syn, env.c_if)
+    assert verdict == "redirect"
+    mtu = (1280).to_bytes(4, "big")
+    msg = P.icmp6(router, GW_B6, TOO_BIG6, 0, natted[14 : 14 + 48], rest=mtu)
+    err = P.eth(env.b_mac, B1_MAC, P.ETH_IPV6, P.ipv6(router, GW_B6, P.ICMP6, msg, hop=60))
+    verdict, out = run(env, hook, err, env.b_if)
+    assert verdict == "redirect"
+    sent = P.ipv6(
+        CLIENT6, VIP6, P.TCP, P.tcp(CLIENT6, VIP6, cport, 9300, flags=P.SYN, seq=7), hop=63
+    )
+    want = P.icmp6(VIP6, CLIENT6, TOO_BIG6, 0, sent[:48], rest=mtu)
+    assert out == P.eth(
+        CLIENT_MAC, env.c_mac, P.ETH_IPV6, P.ipv6(VIP6, CLIENT6, P.ICMP6, want, hop=59)
+    )
+
+
+@pytest.mark.parametrize("hook", ["xdp", "tc"])
+def test_ipv6_neighbour_discovery_and_unknown_errors_pass(env: Env, hook: str) -> None:
+    quoted = P.ipv6(GW_B6, B1_6, P.UDP, P.udp(GW_B6, B1_6, 61999, 9999, b"x"))
+    unknown = P.icmp6(B1_6, GW_B6, UNREACH6, 4, quoted)
+    solicit = P.icmp6(B1_6, "ff02::1:ff00:1", 135, 0, bytes(4) + bytes(16))
+    for msg, dst in ((unknown, GW_B6), (solicit, "ff02::1:ff00:1")):
+        frame = P.eth(env.b_mac, B1_MAC, P.ETH_IPV6, P.ipv6(B1_6, dst, P.ICMP6, msg, hop=255))
+        assert run(env, hook, frame, env.b_if) == ("pass", frame)
+
+
 @pytest.mark.parametrize("hook", ["xdp", "tc"])
 def test_wildcard_listener_takes_local_addresses(env: Env, hook: str) -> None:
     cport = 44000 + (hook == "tc")
