@@ -10,14 +10,14 @@ Traffic stays in the lab's namespaces. Workloads, each per method:
   udp     iperf3 UDP, 64-byte datagrams, unlimited rate: datagrams/s received
 Gateway work (forwarding, NAT, proxying) runs on CPU 1: RPS steers the
 gateway's veth receive processing there and the proxies are pinned there;
-clients and backends are pinned to CPU 0. A CPU's busy time is wall time
-minus its idle time from /proc/stat (see idle_times); "cost" is CPU-1 busy
-seconds per GB, per 1000 connections and per million datagrams. For
-nodegate, the kernel also times its BPF programs (kernel.bpf_stats_enabled):
-the load balancer's own work, apart from the forwarding every method pays.
+clients and backends are pinned to CPU 0. "cost" is the gateway core's work
+(GatewayCore: its irq and softirq time, kept measurable by a soaker, plus
+the proxies' own CPU time) per GB, per 1000 connections and per million
+datagrams. For nodegate, the kernel also times its BPF programs
+(kernel.bpf_stats_enabled): the load balancer's own part of that work.
 Native XDP on veth (nodegate-xdp) runs in the sender's NAPI on CPU 0 and
 needs the lab changed (see NativeXdpLab): it is compared with direct under
-the same settings (direct-native), by the extra CPU on both cores.
+the same settings (direct-native); read its BPF program time.
 """
 
 from __future__ import annotations
