@@ -38,10 +38,10 @@
 #include "lib/conntrack.h"
 #include "lib/lb4.h"
 #include "lib/lb6.h"
-#include "lib/icmp.h"
 #include "lib/reset.h"
 #include "lib/xdp.h"
 #include "lib/tc.h"
+#include "lib/icmp.h"
 
 static __always_inline int ng_xdp6_icmp(struct xdp_md *ctx, void *data, void *data_end)
 {
@@ -87,9 +87,7 @@ static __always_inline int ng_tc6_icmp(struct __sk_buff *skb)
 				  v.action == NG_FWD))
 			return TC_ACT_SHOT;
 		stats_packet(v.slot, v.reply, skb->len);
-		if (v.action == NG_FWD)
-			return bpf_redirect(v.nat.ifindex, 0);
-		return ng_redirect_neigh(v.nat.ifindex, NULL, 0, 0);
+		return tc_send(v.action, v.nat.ifindex);
 	case NG_DROP:
 		stats_drop(v.slot, v.reason);
 		return TC_ACT_SHOT;
@@ -154,9 +152,7 @@ static __always_inline int ng_tc6(struct __sk_buff *skb)
 		stats_packet(v.slot, v.reply, p.len);
 		if (segs > 1)
 			stats_packet_segs(v.slot, v.reply, segs - 1);
-		if (v.action == NG_FWD)
-			return bpf_redirect(v.nat.ifindex, 0);
-		return ng_redirect_neigh(v.nat.ifindex, NULL, 0, 0);
+		return tc_send(v.action, v.nat.ifindex);
 	case NG_DROP:
 		stats_drop(v.slot, v.reason);
 		return TC_ACT_SHOT;
@@ -197,9 +193,7 @@ static __always_inline int ng_tc_icmp(struct __sk_buff *skb, void *data, void *d
 				  v.action == NG_FWD))
 			return TC_ACT_SHOT;
 		stats_packet(v.slot, v.reply, skb->len);
-		if (v.action == NG_FWD)
-			return bpf_redirect(v.nat.ifindex, 0);
-		return ng_redirect_neigh(v.nat.ifindex, NULL, 0, 0);
+		return tc_send(v.action, v.nat.ifindex);
 	case NG_DROP:
 		stats_drop(v.slot, v.reason);
 		return TC_ACT_SHOT;
@@ -276,9 +270,7 @@ int ng_tc(struct __sk_buff *skb)
 		stats_packet(v.slot, v.reply, p.len);
 		if (segs > 1)
 			stats_packet_segs(v.slot, v.reply, segs - 1);
-		if (v.action == NG_FWD)
-			return bpf_redirect(v.nat.ifindex, 0);
-		return ng_redirect_neigh(v.nat.ifindex, NULL, 0, 0);
+		return tc_send(v.action, v.nat.ifindex);
 	case NG_DROP:
 		stats_drop(v.slot, v.reason);
 		return TC_ACT_SHOT;

@@ -128,10 +128,8 @@ static __always_inline int icmp4_rewrite(void *data, void *data_end, const struc
 	e.ip->check = csum_apply(e.ip->check, outer);
 	e.ip->saddr = n->saddr;
 	e.ip->daddr = n->daddr;
-	if (with_mac) {
-		__builtin_memcpy(eth->h_dest, n->dmac, 6);
-		__builtin_memcpy(eth->h_source, n->smac, 6);
-	}
+	if (with_mac)
+		eth_set_macs(eth, n->dmac, n->smac);
 	return 0;
 }
 
@@ -242,10 +240,8 @@ static __always_inline int icmp6_rewrite(void *data, void *data_end, const struc
 	a6_copy(e.ip->saddr.s6_addr32, n->saddr);
 	a6_copy(e.ip->daddr.s6_addr32, n->daddr);
 	e.ip->hop_limit--;
-	if (with_mac) {
-		__builtin_memcpy(eth->h_dest, n->dmac, 6);
-		__builtin_memcpy(eth->h_source, n->smac, 6);
-	}
+	if (with_mac)
+		eth_set_macs(eth, n->dmac, n->smac);
 	return 0;
 }
 

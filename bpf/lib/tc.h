@@ -9,6 +9,26 @@
 static long (*ng_redirect_neigh)(u32 ifindex, void *params, int plen, u64 flags) =
 	(void *)BPF_FUNC_redirect_neigh;
 
+/* Writes the next hop's MACs (one store).
+ * Returns: 0, or a negative error of the helper. */
+static __always_inline int tc_store_macs(struct __sk_buff *skb, const u8 *dmac, const u8 *smac)
+{
+	u8 macs[12];
+	__builtin_memcpy(macs, dmac, 6);
+	__builtin_memcpy(macs + 6, smac, 6);
+	return bpf_skb_store_bytes(skb, 0, macs, 12, 0);
+}
+
+/* Returns: the tc action sending a rewritten packet on: straight out of
+ * ifindex (NG_FWD: MACs written), or through the kernel's neighbour
+ * resolution (NG_NEIGH). */
+static __always_inline int tc_send(int action, u32 ifindex)
+{
+	if (action == NG_FWD)
+		return bpf_redirect(ifindex, 0);
+	return ng_redirect_neigh(ifindex, NULL, 0, 0);
+}
+
 #define NG_IP_TTL_OFF (NG_ETH_HLEN + offsetof(struct iphdr, ttl))
 #define NG_IP_CSUM_OFF (NG_ETH_HLEN + offsetof(struct iphdr, check))
 
@@ -59,12 +79,8 @@ static __always_inline int tc_rewrite(struct __sk_buff *skb, const struct pkt *p
 	w.check = csum_apply(ip->check, addrs + csum_diff2(old_ttl, new_ttl));
 	int err = tc_l4_csum(skb, l4c, addrs, ports, m0);
 	err |= bpf_skb_store_bytes(skb, NG_IP_TTL_OFF, &w, sizeof(w), 0);
-	if (with_mac) {
-		u8 macs[12];
-		__builtin_memcpy(macs, n->dmac, 6);
-		__builtin_memcpy(macs + 6, n->smac, 6);
-		err |= bpf_skb_store_bytes(skb, 0, macs, 12, 0);
-	}
+	if (with_mac)
+		err |= tc_store_macs(skb, n->dmac, n->smac);
 	return err;
 }
 
@@ -111,12 +127,8 @@ static __always_inline int tc6_rewrite(struct __sk_buff *skb, const struct pkt6 
 	u32 ports = csum_diff2(p->sport, n->sport) + csum_diff2(p->dport, n->dport);
 	int err = tc_l4_csum(skb, l4c, addrs, ports, 0);
 	err |= bpf_skb_store_bytes(skb, NG_IP6_HOP_OFF, &w, sizeof(w), 0);
-	if (with_mac) {
-		u8 macs[12];
-		__builtin_memcpy(macs, n->dmac, 6);
-		__builtin_memcpy(macs + 6, n->smac, 6);
-		err |= bpf_skb_store_bytes(skb, 0, macs, 12, 0);
-	}
+	if (with_mac)
+		err |= tc_store_macs(skb, n->dmac, n->smac);
 	return err;
 }
 

@@ -3,6 +3,14 @@
 #ifndef NG_XDP_H
 #define NG_XDP_H
 
+/* Writes the next hop's MACs in place (direct writes: XDP, or tc with the
+ * header pulled linear). */
+static __always_inline void eth_set_macs(struct ethhdr *eth, const u8 *dmac, const u8 *smac)
+{
+	__builtin_memcpy(eth->h_dest, dmac, 6);
+	__builtin_memcpy(eth->h_source, smac, 6);
+}
+
 /* Rewrites addresses, ports, TTL and MACs to v->nat.
  * Returns: 0, or -1 if the headers moved out of reach. */
 static __always_inline int xdp_rewrite(struct xdp_md *ctx, const struct pkt *p, const struct nat *n)
@@ -29,8 +37,7 @@ static __always_inline int xdp_rewrite(struct xdp_md *ctx, const struct pkt *p, 
 	if ((void *)(ports + 2) > data_end)
 		return -1;
 
-	__builtin_memcpy(eth->h_dest, n->dmac, 6);
-	__builtin_memcpy(eth->h_source, n->smac, 6);
+	eth_set_macs(eth, n->dmac, n->smac);
 
 	__sum16 c = ip->check;
 	c = csum_update4(c, ip->saddr, n->saddr);
@@ -96,8 +103,7 @@ static __always_inline int xdp6_rewrite(struct xdp_md *ctx, const struct pkt6 *p
 	}
 	if ((void *)(ports + 2) > data_end || (void *)(ip6 + 1) > data_end)
 		return -1;
-	__builtin_memcpy(eth->h_dest, n->dmac, 6);
-	__builtin_memcpy(eth->h_source, n->smac, 6);
+	eth_set_macs(eth, n->dmac, n->smac);
 	__sum16 l = *l4check;
 #pragma unroll
 	for (int i = 0; i < 4; i++) {
