@@ -11,7 +11,7 @@ backend sent:
   normalization (h1head.read_response: what h11's
   `maybe_read_from_SEND_RESPONSE_server` judges, with fewer Python steps: obs-fold
   refused, Content-Length and Transfer-Encoding checked);
-- the body framing is h11's `_body_framing` (RFC 9112, 6.3: HEAD, 1xx, 204 and
+- the body framing is h11's `_body_framing`'s rules (RFC 9112, 6.3: HEAD, 1xx, 204 and
   304 have no body; Transfer-Encoding beats Content-Length; otherwise read until
   close), and the body is read by h11's Content-Length, chunked and HTTP/1.0
   readers;
@@ -33,21 +33,16 @@ from __future__ import annotations
 from typing import Any
 
 import h11
-from h11._connection import _body_framing, _keep_alive
-from h11._readers import ChunkedReader, ContentLengthReader, Http10Reader
+from h11._connection import _keep_alive
+from h11._readers import ChunkedReader, Http10Reader
 from h11._receivebuffer import ReceiveBuffer
 
-from l7.h1head import read_response
+from l7.h1body import ContentLengthReader
+from l7.h1head import response_head
 
 NEED_DATA = h11.NEED_DATA
 # As h11.Connection's default max_incomplete_event_size: a backend's head is bounded too.
 MAX_HEAD_BYTES = 16 * 1024
-
-_READERS: dict[str, Any] = {
-    "content-length": ContentLengthReader,
-    "chunked": ChunkedReader,
-    "http/1.0": Http10Reader,
-}
 
 
 class ProtocolError(Exception):
@@ -138,8 +133,8 @@ class ResponseParser:
                     self.state = DONE
                 return event
             if self.state == HEAD:
-                event = read_response(self.buf)
-                if event is None:
+                read = response_head(self.buf)
+                if read is None:
                     if self.closed:
                         if self.buf:
                             raise ProtocolError("backend closed the connection mid-head")
@@ -147,19 +142,36 @@ class ResponseParser:
                     if len(self.buf) > MAX_HEAD_BYTES:
                         raise ProtocolError(f"a response head of more than {MAX_HEAD_BYTES} bytes")
                     return NEED_DATA
-                if type(event) is h11.InformationalResponse:
-                    if event.status_code == 101:
+                event, fields = read
+                status = event.status_code
+                if status < 200:
+                    if status == 101:
                         # RFC 9110, 15.2.2: a server switches only to a protocol the
                         # client listed in Upgrade.
                         if not self.upgrade:
                             raise ProtocolError("101 Switching Protocols without an upgrade")
                         self.state = SWITCHED
                     return event
-                self.keep_alive = _keep_alive(event)  # type: ignore[arg-type]
-                framing, args = _body_framing(self.method, event)  # type: ignore[arg-type]
-                if framing == "http/1.0":
+                # h11's _keep_alive and _body_framing, from the facts of the one pass.
+                if fields.connection:
+                    self.keep_alive = _keep_alive(event)  # type: ignore[arg-type]
+                else:
+                    self.keep_alive = event.http_version >= b"1.1"
+                method = self.method
+                if (
+                    status == 204
+                    or status == 304
+                    or method == b"HEAD"
+                    or (method == b"CONNECT" and status < 300)
+                ):
+                    self.reader = ContentLengthReader(0)
+                elif fields.chunked:
+                    self.reader = ChunkedReader()
+                elif fields.length >= 0:
+                    self.reader = ContentLengthReader(fields.length)
+                else:
+                    self.reader = Http10Reader()
                     self.keep_alive = False  # the body ends with the connection
-                self.reader = _READERS[framing](*args)
                 self.state = BODY
                 return event
         except (h11.LocalProtocolError, h11.RemoteProtocolError) as exc:

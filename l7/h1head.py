@@ -36,19 +36,25 @@ from __future__ import annotations
 import re
 
 import h11
-from h11._abnf import header_field
-from h11._headers import Headers, normalize_and_validate
+from h11._abnf import field_name
+from h11._headers import CONTENT_LENGTH_MAX_DIGITS, Headers, _content_length_re
 from h11._readers import request_line_re, status_line_re
 from h11._receivebuffer import ReceiveBuffer, blank_line_regex
 
-# h11's field-line regex, anchored at a line start and ending with the line: a match is
-# one whole field line, so a head is valid when every line of its field block matches.
-_field_lines = re.compile(("^" + header_field + r"\r?\n").encode("ascii"), re.MULTILINE)
+# A field block of valid lines, each h11's `header_field` (token, colon, optional
+# whitespace, a value of h11's `field_vchar`s, `[^\x00\s]`, with spaces and tabs between
+# them, optional whitespace) and its line end. With the whitespace on either side folded
+# into the value, a line is valid when its value holds no NUL, CR, LF, VT or FF: so no
+# bare CR. One scan of the block instead of a match per line.
+_valid_block = re.compile(
+    ("(?:" + field_name + r":[^\x00\n\r\x0b\x0c]*\r?\n)*").encode("ascii")
+).fullmatch
 _request_match = request_line_re.fullmatch
 _status_match = status_line_re.fullmatch
+_content_length_match = _content_length_re.fullmatch
 
 
-def _extract(buf: ReceiveBuffer, what: str) -> tuple[bytearray, bytearray] | None:
+def _extract(buf: ReceiveBuffer, what: str) -> tuple[bytes, bytes] | None:
     """The first line (its CR dropped) and the field block (each line with its end) of
     the head `buf` starts with, taken from it: h11's ReceiveBuffer.maybe_extract_lines,
     which ends a head at the first blank line (b"\\n\\r?\\n"), without splitting it."""
@@ -62,25 +68,112 @@ def _extract(buf: ReceiveBuffer, what: str) -> tuple[bytearray, bytearray] | Non
         if buf.is_next_line_obviously_invalid_request_line():
             raise h11.LocalProtocolError("illegal request line")
         return None
-    head = buf._extract(match.end())
+    end = match.end()
+    head = bytes(data[:end])
+    del data[:end]
+    buf._multiple_lines_search = buf._next_line_search = 0
     eol = head.find(b"\n")
     first = head[: eol - 1] if head[eol - 1 : eol] == b"\r" else head[:eol]
     # The blank line that ends the head: "\r\n" or a bare "\n".
-    end = len(head) - (2 if head[-2:] == b"\r\n" else 1)
-    return first, head[eol + 1 : end]
+    return first, head[eol + 1 : end - (2 if head[-2:] == b"\r\n" else 1)]
 
 
-def _fields(block: bytearray) -> Headers:
-    found = _field_lines.findall(block)
-    if len(found) != block.count(b"\n"):
+# Field names the single pass over a head's fields takes note of.
+_HOST = 1
+_CONTENT_LENGTH = 2
+_TRANSFER_ENCODING = 3
+_CONNECTION = 4  # Connection, Expect, Upgrade: what the request side decides with
+_WATCHED = {
+    b"host": _HOST,
+    b"content-length": _CONTENT_LENGTH,
+    b"transfer-encoding": _TRANSFER_ENCODING,
+    b"connection": _CONNECTION,
+    b"expect": _CONNECTION,
+    b"upgrade": _CONNECTION,
+}
+
+
+class Fields:
+    """What one pass over a head's field lines found: h11's normalized fields (`items`,
+    as `Headers._full_items`) and the facts framing and keep-alive are decided by."""
+
+    __slots__ = ("chunked", "connection", "hosts", "items", "length")
+
+    def __init__(self) -> None:
+        self.items: list[tuple[bytes, bytes, bytes]] = []
+        self.hosts = 0
+        self.length = -1  # the Content-Length (one value, digits), -1 if none
+        self.chunked = False  # Transfer-Encoding: chunked (the only one h11 accepts)
+        self.connection = False  # a Connection, Expect or Upgrade field is there
+
+
+def _fields(block: bytes) -> Fields:
+    """h11's `normalize_and_validate(_parsed=True)` of the field block, in the same pass
+    as the facts: lower-case names beside the raw ones, a Content-Length of one value of
+    digits (repeats of it folded into one field, as h11 does), Transfer-Encoding only
+    "chunked" and only once (501 otherwise)."""
+    if _valid_block(block) is None:
         # A line that is no field line: h11 refuses the head (an obs-fold line, starting with
         # whitespace, is one: limits.install_h11_hardening).
         raise h11.LocalProtocolError("illegal header line")
-    return normalize_and_validate([(name, value) for name, value, _ in found], _parsed=True)
+    out = Fields()
+    items = out.items
+    append = items.append
+    watched = _WATCHED.get
+    seen_length: bytes | None = None
+    for line in block.split(b"\n")[:-1]:
+        name, _, value = line.partition(b":")
+        # The value without its optional whitespace and the line's CR (none can be inside).
+        value = value.strip(b" \t\r")
+        lname = name.lower()
+        kind = watched(lname)
+        if kind is not None:
+            if kind == _HOST:
+                out.hosts += 1
+            elif kind == _CONTENT_LENGTH:
+                if not value.isdigit():
+                    # "Content-Length: 3, 3" is one length to h11; anything else is not.
+                    lengths = {length.strip() for length in value.split(b",")}
+                    if len(lengths) != 1:
+                        raise h11.LocalProtocolError("conflicting Content-Length headers")
+                    value = lengths.pop()
+                    if _content_length_match(value) is None:
+                        raise h11.LocalProtocolError("bad Content-Length")
+                if len(value) > CONTENT_LENGTH_MAX_DIGITS:
+                    raise h11.LocalProtocolError("bad Content-Length")
+                if seen_length is None:
+                    seen_length = value
+                    out.length = int(value)
+                elif seen_length != value:
+                    raise h11.LocalProtocolError("conflicting Content-Length headers")
+                else:
+                    continue  # a repeat of the same value: h11 keeps the first field only
+            elif kind == _TRANSFER_ENCODING:
+                if out.chunked:
+                    raise h11.LocalProtocolError(
+                        "multiple Transfer-Encoding headers", error_status_hint=501
+                    )
+                value = value.lower()
+                if value != b"chunked":
+                    raise h11.LocalProtocolError(
+                        "Only Transfer-Encoding: chunked is supported", error_status_hint=501
+                    )
+                out.chunked = True
+            else:
+                out.connection = True
+        append((name, lname, value))
+    return out
 
 
-def read_request(buf: ReceiveBuffer) -> h11.Request | None:
-    """The request whose head `buf` starts with (taken from it), or None if incomplete."""
+def _headers(items: list[tuple[bytes, bytes, bytes]]) -> Headers:
+    headers = object.__new__(Headers)
+    headers._full_items = items
+    return headers
+
+
+def request_head(buf: ReceiveBuffer) -> tuple[h11.Request, Fields, int] | None:
+    """The request whose head `buf` starts with (taken from it), the facts of its fields
+    and the head's size in bytes; None if the head is incomplete."""
     parts = _extract(buf, "request")
     if parts is None:
         return None
@@ -88,14 +181,10 @@ def read_request(buf: ReceiveBuffer) -> h11.Request | None:
     if m is None:
         raise h11.LocalProtocolError(f"illegal request line: {bytes(parts[0])!r}")
     method, target, version = m.group("method", "target", "http_version")
-    headers = _fields(parts[1])
-    hosts = 0
-    for _, name, _ in headers._full_items:
-        if name == b"host":
-            hosts += 1
-    if hosts > 1:
+    fields = _fields(parts[1])
+    if fields.hosts > 1:
         raise h11.LocalProtocolError("Found multiple Host: headers")
-    if not hosts and version == b"1.1":
+    if not fields.hosts and version == b"1.1":
         raise h11.LocalProtocolError("Missing mandatory Host: header")
     # The event as h11's reader builds it, without its constructor's second match of
     # the method and target (request_line_re has matched both) and Host count (above).
@@ -103,13 +192,22 @@ def read_request(buf: ReceiveBuffer) -> h11.Request | None:
     setattr_ = object.__setattr__
     setattr_(request, "method", method)
     setattr_(request, "target", target)
-    setattr_(request, "headers", headers)
+    setattr_(request, "headers", _headers(fields.items))
     setattr_(request, "http_version", version)
-    return request
+    return request, fields, len(parts[0]) + len(parts[1])
 
 
-def read_response(buf: ReceiveBuffer) -> h11.Response | h11.InformationalResponse | None:
-    """The response (or 1xx) whose head `buf` starts with (taken from it), or None."""
+def read_request(buf: ReceiveBuffer) -> h11.Request | None:
+    """The request whose head `buf` starts with (taken from it), or None if incomplete."""
+    read = request_head(buf)
+    return None if read is None else read[0]
+
+
+def response_head(
+    buf: ReceiveBuffer,
+) -> tuple[h11.Response | h11.InformationalResponse, Fields] | None:
+    """The response (or 1xx) whose head `buf` starts with (taken from it) and the facts
+    of its fields, or None if the head is incomplete."""
     parts = _extract(buf, "response")
     if parts is None:
         return None
@@ -118,11 +216,27 @@ def read_response(buf: ReceiveBuffer) -> h11.Response | h11.InformationalRespons
         raise h11.LocalProtocolError(f"illegal status line: {bytes(parts[0])!r}")
     version, status, reason = m.group("http_version", "status_code", "reason")
     code = int(status)
-    cls = h11.InformationalResponse if code < 200 else h11.Response
-    return cls(
-        headers=_fields(parts[1]),
-        status_code=code,
-        reason=b"" if reason is None else reason,
-        http_version=b"1.1" if version is None else version,
-        _parsed=True,
+    if code < 100:
+        # What h11's InformationalResponse constructor refuses (a Response is 200-999, and
+        # the status line has three digits).
+        raise h11.LocalProtocolError(
+            f"InformationalResponse status_code should be in range [100, 200), not {code}"
+        )
+    fields = _fields(parts[1])
+    # The event as h11's reader builds it (its constructor with _parsed=True sets these).
+    cls: type[h11.Response | h11.InformationalResponse] = (
+        h11.InformationalResponse if code < 200 else h11.Response
     )
+    response = object.__new__(cls)
+    setattr_ = object.__setattr__
+    setattr_(response, "headers", _headers(fields.items))
+    setattr_(response, "status_code", code)
+    setattr_(response, "reason", b"" if reason is None else reason)
+    setattr_(response, "http_version", b"1.1" if version is None else version)
+    return response, fields
+
+
+def read_response(buf: ReceiveBuffer) -> h11.Response | h11.InformationalResponse | None:
+    """The response (or 1xx) whose head `buf` starts with (taken from it), or None."""
+    read = response_head(buf)
+    return None if read is None else read[0]

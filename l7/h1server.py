@@ -11,8 +11,9 @@ and makes the few decisions the state machine made explicit:
   normalization (h1head.read_request: what h11's `maybe_read_from_IDLE_client`
   judges, with fewer Python steps: obs-fold refused, one Host, Content-Length
   digits and one value, Transfer-Encoding only "chunked");
-- a body is framed by h11's `_body_framing` and read by its Content-Length and
-  chunked readers (chunk sizes, chunk ends, trailers judged there);
+- a body is framed as h11's `_body_framing` frames a request (Content-Length, or
+  chunked) and read by h11's Content-Length and chunked readers (chunk sizes, chunk
+  ends, trailers judged there; h1body's Content-Length reader reads as h11's does);
 - keep-alive is h11's `_keep_alive` ("Connection: close" or HTTP/1.0 closes), and
   "Expect: 100-continue" is h11's `has_expect_100_continue`.
 
@@ -53,16 +54,16 @@ from h11._headers import (
     normalize_and_validate,
     set_comma_header,
 )
-from h11._readers import ChunkedReader, ContentLengthReader
+from h11._readers import ChunkedReader
 from h11._receivebuffer import ReceiveBuffer
 from h11._writers import ChunkedWriter, ContentLengthWriter, Http10Writer, write_any_response
 
-from l7.h1head import read_request
+from l7.h1body import END, ContentLengthReader
+from l7.h1head import Fields, request_head
 from l7.limits import Limits
 
 NEED_DATA = h11.NEED_DATA
 
-_READERS: dict[str, Any] = {"content-length": ContentLengthReader, "chunked": ChunkedReader}
 _WRITERS: dict[str, Any] = {
     "content-length": ContentLengthWriter,
     "chunked": ChunkedWriter,
@@ -73,17 +74,14 @@ _WRITERS: dict[str, Any] = {
 def _no_body(buf: ReceiveBuffer) -> h11.EndOfMessage:
     """The reader of a body of length zero (h11's ContentLengthReader(0)), with one event
     for every request: events are immutable."""
-    return _END
+    return END
 
 
-_END = h11.EndOfMessage()
 NO_TRAILERS = normalize_and_validate([])
 CLOSED_EVENT = h11.ConnectionClosed()
 # What h11 writes for InformationalResponse(status_code=100): no reason phrase.
 CONTINUE = b"HTTP/1.1 100 \r\n\r\n"
 
-# Request fields the head pass notes (the rest are only counted and measured).
-_NOTED = frozenset({b"content-length", b"transfer-encoding", b"connection", b"expect", b"upgrade"})
 # Response fields that decide framing and keep-alive.
 _FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection"})
 # h11 takes a 2xx answer to CONNECT as a switch to a tunnel, which the proxy never opens:
@@ -167,13 +165,13 @@ class RequestParser:
             if not buf:
                 return CLOSED_EVENT if self.closed else NEED_DATA
             try:
-                request = read_request(buf)
+                read = request_head(buf)
             except h11.ProtocolError as exc:
                 raise ProtocolError(str(exc), exc.error_status_hint) from exc
-            if request is None:
+            if read is None:
                 return self._incomplete()
-            self._head(request)
-            return request
+            self._head(*read)
+            return read[0]
         if state == BODY:
             try:
                 event = self.reader(buf)
@@ -198,45 +196,33 @@ class RequestParser:
             raise ProtocolError("peer unexpectedly closed connection")
         return NEED_DATA
 
-    def _head(self, request: h11.Request) -> None:
-        """One pass over the fields: limits, framing, and what the connection must do."""
+    def _head(self, request: h11.Request, fields: Fields, size: int) -> None:
+        """Limits, framing, and what the connection must do, from the head's facts."""
         limits = self.limits
-        method = request.method
-        self.method = method
+        self.method = request.method
         self.http_version = version = request.http_version
-        count = 0
-        # h11 bounds a head that arrives in pieces (the 431 above); one that arrives
-        # whole is measured here, as the request line and field lines it was.
-        size = len(request.target) + 14
-        length = -1
-        te = noted = False
-        for _, name, value in request.headers._full_items:
-            count += 1
-            size += len(name) + len(value) + 4
-            if name in _NOTED:
-                noted = True
-                if name == b"content-length":
-                    length = int(value)  # h11 has checked it is digits, and one value
-                elif name == b"transfer-encoding":
-                    te = True
-        if noted:
+        length = fields.length
+        if fields.connection:
             self.keep_alive = _keep_alive(request)
             self.expect_continue = has_expect_100_continue(request)
             self.upgrade = bool(get_comma_header(request.headers, b"upgrade"))
         else:
             self.keep_alive = not version < b"1.1"
-        if length >= 0 and te:
+        if length >= 0 and fields.chunked:
             raise ProtocolError("both Content-Length and Transfer-Encoding")
-        if count > limits.max_headers:
+        if len(fields.items) > limits.max_headers:
             raise ProtocolError(f"more than {limits.max_headers} header fields", 431)
+        # h11 bounds a head that arrives in pieces (the 431 of _incomplete); one that
+        # arrives whole is measured here.
         if size > limits.max_header_bytes:
             raise ProtocolError(f"a request head of more than {limits.max_header_bytes} bytes", 431)
         if length > limits.max_body_bytes:
             raise ProtocolError(f"a body of {length} bytes", 413)
         self.state = BODY
-        if length > 0 or te:
-            framing, args = _body_framing(method, request)
-            self.reader = _READERS[framing](*args)
+        if length > 0:
+            self.reader = ContentLengthReader(length)
+        elif fields.chunked:
+            self.reader = ChunkedReader()
         else:
             # RFC 9112, 6.3: "If this is a request message and none of the above are
             # true, then the message body length is zero".

@@ -145,6 +145,23 @@ def test_every_mutation_of_a_response_head(seed: bytes) -> None:
     assert verdicts == {"read", "refused", "incomplete"}
 
 
+@pytest.mark.parametrize("octet", range(256))
+def test_every_octet_in_a_field(octet: int) -> None:
+    """Each byte value in a field's name, inside, at either end of and alone as its value:
+    the field-line scan accepts exactly what h11's `header_field` regex does."""
+    o = bytes([octet])
+    for line in (
+        b"X" + o + b"A: v",
+        b"X-A: a" + o + b"b",
+        b"X-A:" + o + b"b",
+        b"X-A: a" + o,
+        b"X-A:" + o,
+        b"X-A: a " + o + b" b",
+    ):
+        same_request(b"GET / HTTP/1.1\r\nHost: h\r\n" + line + b"\r\n\r\n")
+        same_response(b"HTTP/1.1 200 OK\r\n" + line + b"\nContent-Length: 0\r\n\r\n")
+
+
 @pytest.mark.parametrize(
     ("reader", "theirs", "data"),
     [
