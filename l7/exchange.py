@@ -96,6 +96,28 @@ class Exchange:
             return
         self.on_backend()
 
+    def whole(self, data: bytes) -> bool:
+        """A read from the backend that is the whole response (h1client's `whole`): relayed
+        and finished at once. False: nothing was done, `data` takes the general path."""
+        if self.state != HEAD or self.client.write_paused:
+            return False
+        read = self.conn.parser.whole(data)
+        if read is None:
+            return False
+        response, body = read
+        self.state = BODY
+        client = self.client
+        try:
+            headers = outgoing_response_headers(response.headers._full_items, self.mods, self.cors)
+            client.start_response(response.status_code, headers, response.reason)
+            client.send_data(body)
+            client.end_response()
+        except BaseException as exc:
+            self._failed(exc)
+            return True
+        self._ended()
+        return True
+
     def on_backend(self) -> None:
         """News from the backend, or room in the client's transport: move what can move."""
         if self.state == DONE or self.client.write_paused:
@@ -164,12 +186,7 @@ class Exchange:
                     client.send_data(event.data)
                 elif t is h11.EndOfMessage:
                     client.end_response()
-                    client.stats.upstream_done(
-                        self.route, self.backend, time.perf_counter() - self.started
-                    )
-                    self._release()
-                    conn.finish()
-                    self._finished()
+                    self._ended()
                     return
         except (OSError, UpstreamError):
             # The backend broke off mid-body: the client cannot be told with a status any more.
@@ -179,6 +196,15 @@ class Exchange:
             self._finished()
 
     # --- endings ---
+
+    def _ended(self) -> None:
+        """The response was relayed to its end."""
+        self.client.stats.upstream_done(
+            self.route, self.backend, time.perf_counter() - self.started
+        )
+        self._release()
+        self.conn.finish()
+        self._finished()
 
     def _release(self) -> None:
         self.state = DONE

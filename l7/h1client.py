@@ -38,7 +38,7 @@ from h11._readers import ChunkedReader, Http10Reader
 from h11._receivebuffer import ReceiveBuffer
 
 from l7.h1body import ContentLengthReader
-from l7.h1head import response_head
+from l7.h1head import Fields, response_head, response_in
 
 NEED_DATA = h11.NEED_DATA
 # As h11.Connection's default max_incomplete_event_size: a backend's head is bounded too.
@@ -72,6 +72,10 @@ BODY = 1  # reading the body by the response's framing
 DONE = 2  # the response ended by its framing
 SWITCHED = 3  # a 101 was received: bytes after it are the new protocol's
 IDLE = 4  # no request outstanding
+
+# Body lengths that are not a Content-Length.
+CHUNKED = -1
+UNTIL_CLOSE = -2
 
 
 class ResponseParser:
@@ -114,6 +118,51 @@ class ResponseParser:
     def reusable(self) -> bool:
         return self.state == DONE and self.keep_alive and not self.closed and not self.buf
 
+    def _framing(self, response: h11.Response, fields: Fields) -> tuple[int, bool]:
+        """h11's `_body_framing` and `_keep_alive` for a final response, from the facts of
+        the one pass over its fields: the body's length (or CHUNKED, or UNTIL_CLOSE) and
+        whether the connection may carry another request after it."""
+        # Without a Connection field only the version decides (HTTP/1.0 closes).
+        keep_alive = _keep_alive(response) if fields.connection else response.http_version >= b"1.1"
+        status = response.status_code
+        method = self.method
+        if (
+            status == 204
+            or status == 304
+            or method == b"HEAD"
+            or (method == b"CONNECT" and status < 300)
+        ):
+            return 0, keep_alive
+        if fields.chunked:
+            return CHUNKED, keep_alive
+        if fields.length >= 0:
+            return fields.length, keep_alive
+        return UNTIL_CLOSE, False  # the body ends with the connection
+
+    def whole(self, data: bytes) -> tuple[h11.Response, bytes] | None:
+        """A final response with a Content-Length body, all of it and nothing more in
+        `data`, read where a head is awaited and nothing is buffered (the usual answer of a
+        keep-alive backend): the response and its body, the parser then DONE. None takes
+        nothing: `data` is for `feed()` and `next_event()`, which also say what is wrong
+        with a response refused here."""
+        if self.state != HEAD or self.buf._data or self.closed:
+            return None
+        try:
+            read = response_in(data)
+        except h11.LocalProtocolError:
+            return None
+        if read is None:
+            return None
+        response, fields, end = read
+        if type(response) is not h11.Response:
+            return None
+        length, keep_alive = self._framing(response, fields)
+        if length != len(data) - end:
+            return None
+        self.state = DONE
+        self.keep_alive = keep_alive
+        return response, data[end:]
+
     def next_event(self) -> Any:
         """The next h11 event of the response, or NEED_DATA. Raises ProtocolError for a
         response h11 would refuse and BackendClosed when the backend closed before a head."""
@@ -152,26 +201,13 @@ class ResponseParser:
                             raise ProtocolError("101 Switching Protocols without an upgrade")
                         self.state = SWITCHED
                     return event
-                # h11's _keep_alive and _body_framing, from the facts of the one pass.
-                if fields.connection:
-                    self.keep_alive = _keep_alive(event)  # type: ignore[arg-type]
-                else:
-                    self.keep_alive = event.http_version >= b"1.1"
-                method = self.method
-                if (
-                    status == 204
-                    or status == 304
-                    or method == b"HEAD"
-                    or (method == b"CONNECT" and status < 300)
-                ):
-                    self.reader = ContentLengthReader(0)
-                elif fields.chunked:
+                length, self.keep_alive = self._framing(event, fields)  # type: ignore[arg-type]
+                if length >= 0:
+                    self.reader = ContentLengthReader(length)
+                elif length == CHUNKED:
                     self.reader = ChunkedReader()
-                elif fields.length >= 0:
-                    self.reader = ContentLengthReader(fields.length)
                 else:
                     self.reader = Http10Reader()
-                    self.keep_alive = False  # the body ends with the connection
                 self.state = BODY
                 return event
         except (h11.LocalProtocolError, h11.RemoteProtocolError) as exc:

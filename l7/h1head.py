@@ -41,6 +41,8 @@ from h11._headers import CONTENT_LENGTH_MAX_DIGITS, Headers, _content_length_re
 from h11._readers import request_line_re, status_line_re
 from h11._receivebuffer import ReceiveBuffer, blank_line_regex
 
+_blank_line = blank_line_regex.search
+
 # A field block of valid lines, each h11's `header_field` (token, colon, optional
 # whitespace, a value of h11's `field_vchar`s, `[^\x00\s]`, with spaces and tabs between
 # them, optional whitespace) and its line end. With the whitespace on either side folded
@@ -62,7 +64,7 @@ def _extract(buf: ReceiveBuffer, what: str) -> tuple[bytes, bytes] | None:
     if data[:1] == b"\n" or data[:2] == b"\r\n":
         # An empty line where a head starts: h11 takes it as a head without a first line.
         raise h11.LocalProtocolError(f"no {what} line received")
-    match = blank_line_regex.search(data, buf._multiple_lines_search)
+    match = _blank_line(data, buf._multiple_lines_search)
     if match is None:
         buf._multiple_lines_search = max(0, len(data) - 2)
         if buf.is_next_line_obviously_invalid_request_line():
@@ -72,10 +74,15 @@ def _extract(buf: ReceiveBuffer, what: str) -> tuple[bytes, bytes] | None:
     head = bytes(data[:end])
     del data[:end]
     buf._multiple_lines_search = buf._next_line_search = 0
+    return _split(head)
+
+
+def _split(head: bytes) -> tuple[bytes, bytes]:
+    """A whole head (up to its blank line) as its first line and its field block."""
     eol = head.find(b"\n")
     first = head[: eol - 1] if head[eol - 1 : eol] == b"\r" else head[:eol]
     # The blank line that ends the head: "\r\n" or a bare "\n".
-    return first, head[eol + 1 : end - (2 if head[-2:] == b"\r\n" else 1)]
+    return first, head[eol + 1 : len(head) - (2 if head[-2:] == b"\r\n" else 1)]
 
 
 # Field names the single pass over a head's fields takes note of.
@@ -209,11 +216,30 @@ def response_head(
     """The response (or 1xx) whose head `buf` starts with (taken from it) and the facts
     of its fields, or None if the head is incomplete."""
     parts = _extract(buf, "response")
-    if parts is None:
+    return None if parts is None else _response(*parts)
+
+
+def response_in(
+    data: bytes,
+) -> tuple[h11.Response | h11.InformationalResponse, Fields, int] | None:
+    """`response_head` of bytes that start a response: the response, the facts of its
+    fields and where its head ends in `data`; None if the head is incomplete."""
+    if data[:1] == b"\n" or data[:2] == b"\r\n":
+        raise h11.LocalProtocolError("no response line received")
+    match = _blank_line(data)
+    if match is None:
         return None
-    m = _status_match(parts[0])
+    end = match.end()
+    response, fields = _response(*_split(data[:end]))
+    return response, fields, end
+
+
+def _response(
+    first: bytes, block: bytes
+) -> tuple[h11.Response | h11.InformationalResponse, Fields]:
+    m = _status_match(first)
     if m is None:
-        raise h11.LocalProtocolError(f"illegal status line: {bytes(parts[0])!r}")
+        raise h11.LocalProtocolError(f"illegal status line: {first!r}")
     version, status, reason = m.group("http_version", "status_code", "reason")
     code = int(status)
     if code < 100:
@@ -222,7 +248,7 @@ def response_head(
         raise h11.LocalProtocolError(
             f"InformationalResponse status_code should be in range [100, 200), not {code}"
         )
-    fields = _fields(parts[1])
+    fields = _fields(block)
     # The event as h11's reader builds it (its constructor with _parsed=True sets these).
     cls: type[h11.Response | h11.InformationalResponse] = (
         h11.InformationalResponse if code < 200 else h11.Response

@@ -107,6 +107,9 @@ class UpstreamConnection(asyncio.Protocol):
             self.close()
             return
         self.got_bytes = True
+        c = self.consumer
+        if c is not None and c.whole(data):
+            return
         self.parser.feed(data)
         if not self.paused and self.parser.buffered > HIGH_WATER and self.transport is not None:
             self.paused = True

@@ -9,6 +9,7 @@ import h11
 import pytest
 
 from l7.h1client import (
+    HEAD,
     NEED_DATA,
     BackendClosed,
     ProtocolError,
@@ -44,9 +45,7 @@ def kinds(evs: list[Any]) -> list[str]:
     return [type(e).__name__ for e in evs]
 
 
-@pytest.mark.parametrize(
-    ("data", "method", "eof", "expected", "body", "reusable"),
-    [
+FRAMING = [
         (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc", b"GET", False,
          ["Response", "Data", "EndOfMessage"], b"abc", True),
         (b"HTTP/1.1 204 No Content\r\n\r\n", b"GET", False,
@@ -68,8 +67,10 @@ def kinds(evs: list[Any]) -> list[str]:
          ["Response", "Data", "EndOfMessage"], b"x", False),
         (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", b"POST",
          False, ["InformationalResponse", "Response", "EndOfMessage"], b"", True),
-    ],
-)  # fmt: skip
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("data", "method", "eof", "expected", "body", "reusable"), FRAMING)
 def test_framing_and_reuse(
     data: bytes, method: bytes, eof: bool, expected: list[str], body: bytes, reusable: bool
 ) -> None:
@@ -79,20 +80,20 @@ def test_framing_and_reuse(
     assert p.reusable() is reusable
 
 
-@pytest.mark.parametrize(
-    "data",
-    [
-        b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx",
-        b"HTTP/1.1 200 OK\r\nBad Header: x\r\n\r\n",
-        b"HTTP/1.1 200 OK\r\nX-A: 1\r\n folded\r\nContent-Length: 0\r\n\r\n",  # obs-fold
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-        b"HTTP/1.1 2000 OK\r\n\r\n",
-        b"garbage\r\n\r\n",
-        # 101 to a request that proposed no upgrade (RFC 9110, 15.2.2).
-        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
-    ],
-)
+REFUSED = [
+    b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx",
+    b"HTTP/1.1 200 OK\r\nBad Header: x\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nX-A: 1\r\n folded\r\nContent-Length: 0\r\n\r\n",  # obs-fold
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    b"HTTP/1.1 2000 OK\r\n\r\n",
+    b"garbage\r\n\r\n",
+    # 101 to a request that proposed no upgrade (RFC 9110, 15.2.2).
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+]
+
+
+@pytest.mark.parametrize("data", REFUSED)
 def test_refuses_what_h11_refuses(data: bytes) -> None:
     with pytest.raises(ProtocolError):
         events(data)
@@ -144,3 +145,54 @@ def test_serialized_request_is_what_h11_would_write() -> None:
     theirs = (theirs or b"") + (conn.send(h11.Data(data=b"hi")) or b"")
     theirs += conn.send(h11.EndOfMessage()) or b""
     assert ours == theirs
+
+
+WHOLE = (
+    [(c[0], c[1]) for c in FRAMING]
+    + [(d, b"GET") for d in REFUSED]
+    + [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nab", b"GET"),  # body still coming
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n", b"GET"),  # head still coming
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", b"HEAD"),
+        (b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n", b"GET"),
+        (b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok", b"GET"),  # bare LF line ends
+        (b"HTTP/1.1 200 OK\r\nConnection: keep-alive, x-a\r\nContent-Length: 2\r\n\r\nok", b"GET"),
+        (b"\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", b"GET"),
+    ]
+)
+
+
+@pytest.mark.parametrize(("data", "method"), WHOLE)
+def test_whole_reads_what_the_events_read_or_nothing(data: bytes, method: bytes) -> None:
+    """`whole()` takes a response only when it is a final one with a Content-Length body
+    that is all of `data`, and then it reads what the events read and leaves the same
+    reuse decision; otherwise it takes nothing."""
+    p = ResponseParser()
+    p.start(method, False)
+    got = p.whole(data)
+    try:
+        evs, general = events(data, method)
+    except ProtocolError:
+        assert got is None
+        return
+    if got is None:
+        assert (p.state, bytes(p.buf)) == (HEAD, b"")
+        return
+    response, body = got
+    assert kinds(evs) == ["Response", *(["Data"] if body else []), "EndOfMessage"]
+    first = evs[0]
+    assert (response.status_code, response.reason, response.http_version) == (
+        first.status_code,
+        first.reason,
+        first.http_version,
+    )
+    assert response.headers._full_items == first.headers._full_items
+    assert body == b"".join(bytes(e.data) for e in evs if type(e) is h11.Data)
+    assert p.reusable() is general.reusable()
+
+
+def test_whole_takes_the_usual_answer() -> None:
+    p = ResponseParser()
+    p.start(b"GET", False)
+    got = p.whole(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok")
+    assert got is not None and got[1] == b"ok" and p.reusable()
