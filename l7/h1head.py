@@ -182,13 +182,28 @@ def request_head(buf: ReceiveBuffer) -> tuple[h11.Request, Fields, int] | None:
     """The request whose head `buf` starts with (taken from it), the facts of its fields
     and the head's size in bytes; None if the head is incomplete."""
     parts = _extract(buf, "request")
-    if parts is None:
+    return None if parts is None else _request(*parts)
+
+
+def request_in(data: bytes) -> tuple[h11.Request, Fields, int, int] | None:
+    """`request_head` of bytes that start a request, and where its head ends in `data`;
+    None if the head is incomplete."""
+    if data[:1] == b"\n" or data[:2] == b"\r\n":
+        raise h11.LocalProtocolError("no request line received")
+    match = _blank_line(data)
+    if match is None:
         return None
-    m = _request_match(parts[0])
+    end = match.end()
+    request, fields, size = _request(*_split(data[:end]))
+    return request, fields, size, end
+
+
+def _request(first: bytes, block: bytes) -> tuple[h11.Request, Fields, int]:
+    m = _request_match(first)
     if m is None:
-        raise h11.LocalProtocolError(f"illegal request line: {bytes(parts[0])!r}")
+        raise h11.LocalProtocolError(f"illegal request line: {first!r}")
     method, target, version = m.group("method", "target", "http_version")
-    fields = _fields(parts[1])
+    fields = _fields(block)
     if fields.hosts > 1:
         raise h11.LocalProtocolError("Found multiple Host: headers")
     if not fields.hosts and version == b"1.1":
@@ -201,7 +216,7 @@ def request_head(buf: ReceiveBuffer) -> tuple[h11.Request, Fields, int] | None:
     setattr_(request, "target", target)
     setattr_(request, "headers", _headers(fields.items))
     setattr_(request, "http_version", version)
-    return request, fields, len(parts[0]) + len(parts[1])
+    return request, fields, len(first) + len(block)
 
 
 def read_request(buf: ReceiveBuffer) -> h11.Request | None:

@@ -59,7 +59,7 @@ from h11._receivebuffer import ReceiveBuffer
 from h11._writers import ChunkedWriter, ContentLengthWriter, Http10Writer, write_any_response
 
 from l7.h1body import END, ContentLengthReader
-from l7.h1head import Fields, request_head
+from l7.h1head import Fields, request_head, request_in
 from l7.limits import Limits
 
 NEED_DATA = h11.NEED_DATA
@@ -186,6 +186,38 @@ class RequestParser:
                 self.state = DONE
             return event
         return NEED_DATA
+
+    def whole(self, data: bytes) -> h11.Request | None:
+        """A request without a body, its head all of `data`, read where a head is awaited
+        and nothing is buffered (the usual GET on a keep-alive connection): the request,
+        the parser then as after its EndOfMessage. None takes nothing: `data` is for
+        `feed()` and `next_event()`, which also say what is wrong with a request refused
+        here, and handle bodies, 100-continue and upgrades."""
+        if self.state != HEAD or self.buf._data or self.closed:
+            return None
+        try:
+            read = request_in(data)
+        except h11.LocalProtocolError:
+            return None
+        if read is None:
+            return None
+        request, fields, size, end = read
+        if end != len(data) or fields.length > 0 or fields.chunked:
+            return None
+        try:
+            self._head(request, fields, size)
+        except ProtocolError:
+            self._reset()
+            self.state = HEAD
+            return None
+        if self.expect_continue or self.upgrade:
+            self._reset()
+            self.state = HEAD
+            self.reader = None
+            return None
+        self.state = DONE
+        self.reader = None
+        return request
 
     def _incomplete(self) -> Any:
         # As h11.Connection: an event that cannot complete within the limit, or ever.

@@ -211,9 +211,21 @@ class ClientConnection(asyncio.Protocol):
             assert self.tunnel is not None
             self.tunnel.from_client(data)
             return
-        if self.state is State.IDLE and not self.seen_bytes:
-            self.seen_bytes = True
-            self.first_byte_at = self.loop.time()
+        if self.state is State.IDLE:
+            request = self.parser.whole(data)
+            if request is not None:
+                # The usual request, whole in one read: answered without parser events.
+                self.seen_bytes = True
+                self.first_byte_at = self.loop.time()
+                self._got_request(request)
+                if self._start_request():
+                    self._account(request)
+                    if self._next_cycle():
+                        self._process()
+                return
+            if not self.seen_bytes:
+                self.seen_bytes = True
+                self.first_byte_at = self.loop.time()
         self.parser.feed(data)
         self._process()
 
@@ -272,17 +284,7 @@ class ClientConnection(asyncio.Protocol):
                 return
             t = type(event)
             if t is h11.Request:
-                self.request = event
-                self.received_at = self.loop.time()
-                self.received_pc = time.perf_counter()
-                self.body = bytearray()
-                self.state = State.BODY
-                if parser.expect_continue:
-                    # An immediate 100, as h11 asked for (HTTP/1.1 only; RFC 9110, 10.1.1:
-                    # "A server that receives a 100-continue expectation in an HTTP/1.0
-                    # request MUST ignore that expectation.").
-                    self._write(CONTINUE)
-                    self.flush()
+                self._got_request(event)
             elif t is h11.Data:
                 self.body += event.data
                 if len(self.body) > self.limits.max_body_bytes:
@@ -299,6 +301,20 @@ class ClientConnection(asyncio.Protocol):
             elif t is h11.ConnectionClosed:
                 self._close()
                 return
+
+    def _got_request(self, request: h11.Request) -> None:
+        """A request head was read: its body (if any) is read next."""
+        self.request = request
+        self.received_at = self.loop.time()
+        self.received_pc = time.perf_counter()
+        self.body = bytearray()
+        self.state = State.BODY
+        if self.parser.expect_continue:
+            # An immediate 100, as h11 asked for (HTTP/1.1 only; RFC 9110, 10.1.1:
+            # "A server that receives a 100-continue expectation in an HTTP/1.0
+            # request MUST ignore that expectation.").
+            self._write(CONTINUE)
+            self.flush()
 
     def _start_request(self) -> bool:
         """Start answering the request just read; True when it was answered at once."""

@@ -368,3 +368,47 @@ def test_continue_and_switch_heads_are_h11s() -> None:
         h11.InformationalResponse(status_code=101, headers=fields, reason=b"Switching Protocols")
     )
     assert switch_head(fields) == theirs
+
+
+WHOLE = (
+    [(c[0], c[1], c[2]) for c in ACCEPTED]
+    + [(c[0], c[1], c[2]) for c in REFUSED]
+    + [
+        ("pipelined", GET + b"\r\n" + GET + b"\r\n", False),
+        ("head in two reads", GET, False),
+        ("Content-Length: 0", GET + b"Content-Length: 0\r\n\r\n", False),
+        ("bare LF lines", b"GET / HTTP/1.1\nHost: a\n\n", False),
+        ("empty line first", b"\r\n" + GET + b"\r\n", False),
+    ]
+)
+
+
+@pytest.mark.parametrize(
+    ("data", "eof"), [c[1:] for c in WHOLE], ids=[f"{i}-{c[0]}" for i, c in enumerate(WHOLE)]
+)
+def test_whole_reads_what_the_events_read_or_nothing(data: bytes, eof: bool) -> None:
+    """`whole()` takes a read only when it is one bodiless request's head (no 100-continue,
+    no upgrade, nothing after it), and then the request and what the parser decided are
+    those of the events; otherwise it takes nothing and the events say what happens."""
+    p = RequestParser(LIMITS)
+    if eof:
+        p.feed_eof()
+    got = p.whole(data)
+    try:
+        evs, general = parse(data, eof)
+    except ProtocolError:
+        assert got is None
+        return
+    if got is None:
+        assert (p.state, p.method, bytes(p.buf)) == (RequestParser(LIMITS).state, None, b"")
+        return
+    assert [*summary([got]), ("EndOfMessage",)] == summary(evs)
+    assert not bytes(general.buf)
+    for attr in ("keep_alive", "expect_continue", "upgrade", "method", "http_version"):
+        assert getattr(p, attr) == getattr(general, attr), attr
+    assert p.next_event() is NEED_DATA  # as after EndOfMessage, until next_cycle()
+
+
+def test_whole_takes_the_usual_request() -> None:
+    p = RequestParser(LIMITS)
+    assert p.whole(GET + b"User-Agent: x\r\nConnection: keep-alive\r\n\r\n") is not None
