@@ -126,15 +126,15 @@ def _fields(block: bytes) -> Fields:
     out = Fields()
     items = out.items
     append = items.append
-    watched = _WATCHED.get
+    watched = _WATCHED
     seen_length: bytes | None = None
     for line in block.split(b"\n")[:-1]:
         name, _, value = line.partition(b":")
         # The value without its optional whitespace and the line's CR (none can be inside).
         value = value.strip(b" \t\r")
         lname = name.lower()
-        kind = watched(lname)
-        if kind is not None:
+        if lname in watched:
+            kind = watched[lname]
             if kind == _HOST:
                 out.hosts += 1
             elif kind == _CONTENT_LENGTH:

@@ -354,8 +354,7 @@ def compile_listener(listener: HTTPListener) -> ListenerTable:
     return table
 
 
-@dataclass(frozen=True, slots=True)
-class Routed:
+class Routed(NamedTuple):
     """A request's place in the table: the rule and the match that selected it."""
 
     listener: ListenerTable
@@ -363,8 +362,7 @@ class Routed:
     match: HTTPMatch
 
 
-@dataclass(frozen=True, slots=True)
-class Refused:
+class Refused(NamedTuple):
     status: int  # 404 (no route) or 421 (misdirected)
     listener: ListenerTable | None = None
 

@@ -425,7 +425,7 @@ class ClientConnection(asyncio.Protocol):
         self._arm(self.limits.keepalive_timeout, self._on_idle_timeout)
         assert self.transport is not None
         self.transport.resume_reading()
-        if self.parser.buf:  # a pipelined request waits in the parser's buffer
+        if self.parser.buf._data:  # a pipelined request waits in the parser's buffer
             self.seen_bytes = True
             self.first_byte_at = self.loop.time()
             return True

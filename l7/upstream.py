@@ -352,12 +352,12 @@ class BackendState:
         n = len(self.pools)
         if not n:
             return None
-        now = time.monotonic()
         fallback = None
         for _ in range(n):
             pool = self.pools[self.cursor % n]
             self.cursor += 1
-            if pool.ejected_until > now:
+            until = pool.ejected_until
+            if until and until > time.monotonic():
                 fallback = fallback or pool
                 continue
             if pool is avoid and n > 1:
