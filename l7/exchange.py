@@ -108,10 +108,14 @@ class Exchange:
         self.state = BODY
         client = self.client
         try:
-            headers = outgoing_response_headers(response.headers._full_items, self.mods, self.cors)
-            client.start_response(response.status_code, headers, response.reason)
-            client.send_data(body)
-            client.end_response()
+            client.relay_whole(
+                response.status_code,
+                response.reason,
+                response.headers._full_items,
+                self.mods,
+                self.cors,
+                body,
+            )
         except BaseException as exc:
             self._failed(exc)
             return True

@@ -312,7 +312,8 @@ _FORWARDED = frozenset(
     {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", CLIENT_VERIFY, CLIENT_CERT}
 )
 _REQUEST_OWN = HOP_BY_HOP | _FORWARDED | {b"content-length", b"host"}
-_STANDARD_TOKENS = frozenset({b"keep-alive", b"close", b"upgrade"})
+# Connection tokens that name no field of their own.
+STANDARD_TOKENS = frozenset({b"keep-alive", b"close", b"upgrade"})
 
 
 def outgoing_request_headers(
@@ -354,7 +355,7 @@ def outgoing_request_headers(
     ws = False
     if connection:
         tokens = {t.strip().lower() for v in connection for t in v.split(b",")}
-        if not tokens <= _STANDARD_TOKENS:
+        if not tokens <= STANDARD_TOKENS:
             kept = [h for h in kept if h[0] not in tokens]
         ws = (
             bool(upgrades)
@@ -420,7 +421,7 @@ def outgoing_response_headers(
             out.append((name, value))
     if connection:
         tokens = {t.strip().lower() for v in connection for t in v.split(b",")}
-        if not tokens <= _STANDARD_TOKENS:
+        if not tokens <= STANDARD_TOKENS:
             out = [h for h in out if h[0] not in tokens]
     if length is not None:
         out.append((b"content-length", length))

@@ -58,6 +58,7 @@ from h11._readers import ChunkedReader
 from h11._receivebuffer import ReceiveBuffer
 from h11._writers import ChunkedWriter, ContentLengthWriter, Http10Writer, write_any_response
 
+from l7.filters import HOP_BY_HOP, STANDARD_TOKENS
 from l7.h1body import END, ContentLengthReader
 from l7.h1head import Fields, request_head, request_in
 from l7.limits import Limits
@@ -303,6 +304,49 @@ def response_head(
     else:
         writer = ContentLengthWriter(int(length))
     return _serialize(status, reason, headers), writer, True
+
+
+# Fields of a backend's response that relayed_head does not copy as they are.
+_RELAY_SPECIAL = HOP_BY_HOP | {b"content-length", b"host"}
+
+
+def relayed_head(
+    status: int,
+    reason: bytes,
+    fields: list[tuple[bytes, bytes, bytes]],
+    method: bytes | None,
+    keep_alive: bool,
+) -> bytes | None:
+    """The head `response_head` writes for a backend's final response relayed without
+    modifiers, `filters.outgoing_response_headers(fields, (), [])`, in one pass over the
+    fields as h11 parsed them, for the usual case: the client's connection stays open,
+    the response has a Content-Length (or is a 204 or 304), no Host field, and its
+    Connection names no field. None in every other case, for the composition to decide
+    (tests/l7/test_l7_h1server.py holds the two equal)."""
+    if not keep_alive or (method == b"CONNECT" and status < 300):
+        return None
+    parts = [b"HTTP/1.1 ", str(status).encode(), b" ", reason, b"\r\n"]
+    length: bytes | None = None
+    for _, name, value in fields:
+        if name in _RELAY_SPECIAL:
+            if name == b"content-length":
+                if length is None:
+                    length = value
+            elif name == b"connection":
+                for token in value.split(b","):
+                    if token.strip().lower() not in STANDARD_TOKENS:
+                        return None
+            elif name == b"host":
+                return None
+            # Other hop-by-hop fields are dropped.
+        else:
+            parts += (name, b": ", value, b"\r\n")
+    if length is not None:
+        parts += (b"content-length: ", length, b"\r\n")
+    elif status != 204 and status != 304:
+        return None
+    parts.append(b"\r\n")
+    return b"".join(parts)
 
 
 def _response_head_general(

@@ -55,13 +55,14 @@ from typing import TYPE_CHECKING, Any
 import h11
 
 from l7.accesslog import AccessLog
-from l7.filters import CLIENT_CERT, CLIENT_VERIFY
+from l7.filters import CLIENT_CERT, CLIENT_VERIFY, CompiledModifier, outgoing_response_headers
 from l7.h1server import (
     CONTINUE,
     NEED_DATA,
     NO_TRAILERS,
     ProtocolError,
     RequestParser,
+    relayed_head,
     response_head,
     switch_head,
 )
@@ -454,6 +455,38 @@ class ClientConnection(asyncio.Protocol):
             p.keep_alive,
         )
         self._write(head)
+
+    def relay_whole(
+        self,
+        status: int,
+        reason: bytes,
+        fields: list[tuple[bytes, bytes, bytes]],
+        mods: tuple[CompiledModifier, ...],
+        cors: list[tuple[bytes, bytes]],
+        body: bytes,
+    ) -> None:
+        """A backend's whole final response (its fields as h11 parsed them, all its body)
+        relayed: what start_response, send_data and end_response write, in one write."""
+        head = None
+        if not mods and not cors and not self.server.draining and not self.response_started:
+            p = self.parser
+            head = relayed_head(
+                status, reason or REASONS.get(status, b""), fields, p.method, p.keep_alive
+            )
+        if head is None:
+            self.start_response(status, outgoing_response_headers(fields, mods, cors), reason)
+            self.send_data(body)
+            self.end_response()
+            return
+        # The body is all the response's Content-Length (h1client's `whole`), or none at all
+        # for HEAD, 204 and 304: what h11's writer would have let through.
+        self.response_started = self.response_done = True
+        self.status = status
+        self.sent_bytes += len(body)
+        out = self.out
+        out += head
+        out += body
+        self.flush()
 
     def send_data(self, data: bytes) -> None:
         if data:

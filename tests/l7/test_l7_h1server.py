@@ -10,12 +10,14 @@ from typing import Any
 import h11
 import pytest
 
+from l7.filters import outgoing_response_headers
 from l7.h1server import (
     CONTINUE,
     NEED_DATA,
     NO_TRAILERS,
     ProtocolError,
     RequestParser,
+    relayed_head,
     response_head,
     switch_head,
 )
@@ -412,3 +414,47 @@ def test_whole_reads_what_the_events_read_or_nothing(data: bytes, eof: bool) -> 
 def test_whole_takes_the_usual_request() -> None:
     p = RequestParser(LIMITS)
     assert p.whole(GET + b"User-Agent: x\r\nConnection: keep-alive\r\n\r\n") is not None
+
+
+def _triples(fields: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes, bytes]]:
+    return [(n, n.lower(), v) for n, v in fields]
+
+
+RELAYED_FIELDS = [
+    [(b"Content-Length", b"2")],
+    [(b"Server", b"x"), (b"Content-Length", b"2"), (b"Connection", b"keep-alive")],
+    [(b"Content-Length", b"2"), (b"Keep-Alive", b"timeout=5"), (b"Connection", b"Keep-Alive")],
+    [(b"Connection", b"close"), (b"Content-Length", b"2"), (b"Set-Cookie", b"a=1")],
+    [(b"Connection", b"x-hop, keep-alive"), (b"X-Hop", b"1"), (b"Content-Length", b"2")],
+    [(b"Connection", b"keep-alive, "), (b"Content-Length", b"0")],
+    [(b"Host", b"h"), (b"Content-Length", b"2")],
+    [(b"Proxy-Connection", b"x"), (b"Trailer", b"y"), (b"Upgrade", b"h2c")],
+    [(b"X-A", b"1"), (b"X-A", b"2")],
+    [],
+]
+
+
+@pytest.mark.parametrize("fields", RELAYED_FIELDS)
+@pytest.mark.parametrize("status", [200, 204, 304, 404, 599])
+@pytest.mark.parametrize("method", [b"GET", b"HEAD", b"CONNECT", None])
+@pytest.mark.parametrize("keep_alive", [True, False])
+def test_relayed_head_is_the_composed_head(
+    fields: list[tuple[bytes, bytes]], status: int, method: bytes | None, keep_alive: bool
+) -> None:
+    """The one-pass head equals outgoing_response_headers then response_head, whenever it
+    gives one; it gives one for the usual response."""
+    triples = _triples(fields)
+    got = relayed_head(status, b"R", triples, method, keep_alive)
+    if got is None:
+        return
+    headers = outgoing_response_headers(triples, (), [])
+    head, _, stays = response_head(status, b"R", headers, method, b"1.1", keep_alive)
+    assert got == head
+    assert stays
+
+
+def test_relayed_head_covers_the_usual_response() -> None:
+    fields = _triples(RELAYED_FIELDS[1])
+    assert relayed_head(200, b"OK", fields, b"GET", True) == (
+        b"HTTP/1.1 200 OK\r\nserver: x\r\ncontent-length: 2\r\n\r\n"
+    )
