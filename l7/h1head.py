@@ -85,7 +85,7 @@ def _split(head: bytes) -> tuple[bytes, bytes]:
     return first, head[eol + 1 : len(head) - (2 if head[-2:] == b"\r\n" else 1)]
 
 
-# Field names the single pass over a head's fields takes note of.
+# Field names the single pass over a head's fields takes note of (0: any other).
 _HOST = 1
 _CONTENT_LENGTH = 2
 _TRANSFER_ENCODING = 3
@@ -114,30 +114,54 @@ class Fields:
         self.connection = False  # a Connection, Expect or Upgrade field is there
 
 
+# Field lines seen before, each with its parse: the normalized field and its kind (0 or
+# a _WATCHED value). Parsing a line is a pure function of its bytes, and a backend sends
+# the same lines response after response (clients much the same request after
+# request), so a line found here is neither matched nor split again. Short lines only,
+# and at most _LINES_MAX of them: a full table is emptied and fills again.
+_LINES: dict[bytes, tuple[tuple[bytes, bytes, bytes], int]] = {}
+_LINES_MAX = 4096
+_LINE_LONGEST = 128
+
+
+def _line(line: bytes) -> tuple[tuple[bytes, bytes, bytes], int]:
+    """A valid field line (without its LF) as (raw name, lower-case name, value) and its
+    kind; remembered if short."""
+    name, _, value = line.partition(b":")
+    # The value without its optional whitespace and the line's CR (none can be inside).
+    lname = name.lower()
+    entry = (name, lname, value.strip(b" \t\r")), _WATCHED.get(lname, 0)
+    if len(line) <= _LINE_LONGEST:
+        if len(_LINES) >= _LINES_MAX:
+            _LINES.clear()
+        _LINES[line] = entry
+    return entry
+
+
 def _fields(block: bytes) -> Fields:
     """h11's `normalize_and_validate(_parsed=True)` of the field block, in the same pass
     as the facts: lower-case names beside the raw ones, a Content-Length of one value of
     digits (repeats of it folded into one field, as h11 does), Transfer-Encoding only
-    "chunked" and only once (501 otherwise)."""
-    if _valid_block(block) is None:
-        # A line that is no field line: h11 refuses the head (an obs-fold line, starting with
-        # whitespace, is one: limits.install_h11_hardening).
-        raise h11.LocalProtocolError("illegal header line")
+    "chunked" and only once (501 otherwise). As h11, every line is judged before any
+    field is normalized."""
+    lines = block.split(b"\n")[:-1]
+    entries = list(map(_LINES.get, lines))
+    if None in entries:
+        if _valid_block(block) is None:
+            # A line that is no field line: h11 refuses the head (an obs-fold line, starting
+            # with whitespace, is one: limits.install_h11_hardening).
+            raise h11.LocalProtocolError("illegal header line")
+        entries = [e or _line(line) for e, line in zip(entries, lines, strict=True)]
     out = Fields()
     items = out.items
     append = items.append
-    watched = _WATCHED
     seen_length: bytes | None = None
-    for line in block.split(b"\n")[:-1]:
-        name, _, value = line.partition(b":")
-        # The value without its optional whitespace and the line's CR (none can be inside).
-        value = value.strip(b" \t\r")
-        lname = name.lower()
-        if lname in watched:
-            kind = watched[lname]
+    for field, kind in entries:  # type: ignore[misc]
+        if kind:
             if kind == _HOST:
                 out.hosts += 1
             elif kind == _CONTENT_LENGTH:
+                value = field[2]
                 if not value.isdigit():
                     # "Content-Length: 3, 3" is one length to h11; anything else is not.
                     lengths = {length.strip() for length in value.split(b",")}
@@ -146,6 +170,7 @@ def _fields(block: bytes) -> Fields:
                     value = lengths.pop()
                     if _content_length_match(value) is None:
                         raise h11.LocalProtocolError("bad Content-Length")
+                    field = (field[0], field[1], value)
                 if len(value) > CONTENT_LENGTH_MAX_DIGITS:
                     raise h11.LocalProtocolError("bad Content-Length")
                 if seen_length is None:
@@ -160,15 +185,16 @@ def _fields(block: bytes) -> Fields:
                     raise h11.LocalProtocolError(
                         "multiple Transfer-Encoding headers", error_status_hint=501
                     )
-                value = value.lower()
+                value = field[2].lower()
                 if value != b"chunked":
                     raise h11.LocalProtocolError(
                         "Only Transfer-Encoding: chunked is supported", error_status_hint=501
                     )
+                field = (field[0], field[1], value)
                 out.chunked = True
             else:
                 out.connection = True
-        append((name, lname, value))
+        append(field)
     return out
 
 
