@@ -34,6 +34,7 @@ leftover bytes, on tables and on every one-byte mutation of a few heads.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import h11
 from h11._abnf import field_name
@@ -122,6 +123,18 @@ class Fields:
 _LINES: dict[bytes, tuple[tuple[bytes, bytes, bytes], int]] = {}
 _LINES_MAX = 4096
 _LINE_LONGEST = 128
+
+
+# Request and status lines seen before, with their parse: (method, target, version) or
+# (event class, status, reason, version). Bounded as _LINES.
+_FIRST: dict[bytes, tuple[Any, ...]] = {}
+
+
+def _remember(first: bytes, parsed: tuple[Any, ...]) -> None:
+    if len(first) <= _LINE_LONGEST:
+        if len(_FIRST) >= _LINES_MAX:
+            _FIRST.clear()
+        _FIRST[first] = parsed
 
 
 def _line(line: bytes) -> tuple[tuple[bytes, bytes, bytes], int]:
@@ -225,10 +238,14 @@ def request_in(data: bytes) -> tuple[h11.Request, Fields, int, int] | None:
 
 
 def _request(first: bytes, block: bytes) -> tuple[h11.Request, Fields, int]:
-    m = _request_match(first)
-    if m is None:
-        raise h11.LocalProtocolError(f"illegal request line: {first!r}")
-    method, target, version = m.group("method", "target", "http_version")
+    line = _FIRST.get(first)
+    if line is None:
+        m = _request_match(first)
+        if m is None:
+            raise h11.LocalProtocolError(f"illegal request line: {first!r}")
+        line = m.group("method", "target", "http_version")
+        _remember(first, line)
+    method, target, version = line
     fields = _fields(block)
     if fields.hosts > 1:
         raise h11.LocalProtocolError("Found multiple Host: headers")
@@ -278,28 +295,35 @@ def response_in(
 def _response(
     first: bytes, block: bytes
 ) -> tuple[h11.Response | h11.InformationalResponse, Fields]:
-    m = _status_match(first)
-    if m is None:
-        raise h11.LocalProtocolError(f"illegal status line: {first!r}")
-    version, status, reason = m.group("http_version", "status_code", "reason")
-    code = int(status)
-    if code < 100:
-        # What h11's InformationalResponse constructor refuses (a Response is 200-999, and
-        # the status line has three digits).
-        raise h11.LocalProtocolError(
-            f"InformationalResponse status_code should be in range [100, 200), not {code}"
+    line = _FIRST.get(first)
+    if line is None:
+        m = _status_match(first)
+        if m is None:
+            raise h11.LocalProtocolError(f"illegal status line: {first!r}")
+        version, status, reason = m.group("http_version", "status_code", "reason")
+        code = int(status)
+        if code < 100:
+            # What h11's InformationalResponse constructor refuses (a Response is 200-999,
+            # and the status line has three digits).
+            raise h11.LocalProtocolError(
+                f"InformationalResponse status_code should be in range [100, 200), not {code}"
+            )
+        line = (
+            h11.InformationalResponse if code < 200 else h11.Response,
+            code,
+            b"" if reason is None else reason,
+            b"1.1" if version is None else version,
         )
+        _remember(first, line)
+    cls, code, reason, version = line
     fields = _fields(block)
     # The event as h11's reader builds it (its constructor with _parsed=True sets these).
-    cls: type[h11.Response | h11.InformationalResponse] = (
-        h11.InformationalResponse if code < 200 else h11.Response
-    )
     response = object.__new__(cls)
     setattr_ = object.__setattr__
     setattr_(response, "headers", _headers(fields.items))
     setattr_(response, "status_code", code)
-    setattr_(response, "reason", b"" if reason is None else reason)
-    setattr_(response, "http_version", b"1.1" if version is None else version)
+    setattr_(response, "reason", reason)
+    setattr_(response, "http_version", version)
     return response, fields
 
 

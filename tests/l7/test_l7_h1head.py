@@ -191,17 +191,21 @@ def test_a_head_arriving_byte_by_byte(
 
 def test_remembered_lines_read_as_fresh_ones() -> None:
     """A head read again (its lines remembered) reads as it did the first time, and the
-    table of lines stays bounded; a long line is never remembered."""
+    tables of lines stay bounded; a long line is never remembered."""
     from l7 import h1head
 
     h1head._LINES.clear()
+    h1head._FIRST.clear()
     head = b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 3, 3\r\nX-A:  b \r\n\r\n"
     first = outcome(read_request, head)
-    assert len(h1head._LINES) == 3
+    assert (len(h1head._LINES), len(h1head._FIRST)) == (3, 1)
     assert outcome(read_request, head) == first == outcome(maybe_read_from_IDLE_client, head)
     for i in range(h1head._LINES_MAX + 10):
-        outcome(read_request, b"GET / HTTP/1.1\r\nHost: h\r\nX-%d: v\r\n\r\n" % i)
+        outcome(read_request, b"GET /%d HTTP/1.1\r\nHost: h\r\nX-%d: v\r\n\r\n" % (i, i))
     assert len(h1head._LINES) <= h1head._LINES_MAX
+    assert len(h1head._FIRST) <= h1head._LINES_MAX
+    status = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    assert outcome(read_response, status) == outcome(read_response, status)
     long = b"X-Long: " + b"v" * h1head._LINE_LONGEST
     same_request(b"GET / HTTP/1.1\r\nHost: h\r\n" + long + b"\r\n\r\n")
     assert long + b"\r" not in h1head._LINES
