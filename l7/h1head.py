@@ -13,19 +13,24 @@ target again with the regexes the request line has just matched. `read_request` 
 - the request or status line (its CR dropped) must fully match h11's
   `request_line_re` or `status_line_re`;
 - every field line must match h11's `header_field` ABNF (token, colon, optional
-  whitespace, a value without CTLs other than HTAB, so a bare CR is refused) up to
-  its end: one `findall` of that regex, anchored at line starts, over the field block
-  finds exactly one match per valid line, so the head is refused unless there are as
-  many matches as lines;
-- the fields are normalized by h11's `normalize_and_validate` (`_parsed`, as h11's
-  readers call it): lower-case names kept beside the raw ones, one Content-Length of
-  digits however often repeated, Transfer-Encoding "chunked" only (else 501);
+  whitespace, a value without NUL, CR, LF, VT or FF, so a bare CR is refused) up to
+  its end, all of them before any field is normalized, as h11 does;
+- the fields are normalized as h11's `normalize_and_validate` (`_parsed`, as h11's
+  readers call it) does, with the facts framing and keep-alive need in the same pass:
+  lower-case names kept beside the raw ones, one Content-Length of digits however
+  often repeated, Transfer-Encoding "chunked" only (else 501);
 - RFC 9112, 3.2: "A server MUST respond with a 400 (Bad Request) status code to any
   HTTP/1.1 request message that lacks a Host header field and to any request message
   that contains more than one Host header field line" (h11's Request rule).
 
 A field line that starts with whitespace (obs-fold) cannot match the field regex and
 is refused, which is what limits.install_h11_hardening makes h11's own reader do.
+
+Reading a line is a pure function of its bytes, and a backend sends the same lines
+response after response (clients much the same request after request): request,
+status and field lines of up to 128 bytes are remembered with their parse (4096 of
+each at most, the table emptied when full), and a remembered line is not matched or
+split again.
 Every refusal raises h11.LocalProtocolError, with h11's status hint, as h11's readers
 do; tests/l7/test_l7_h1head.py holds both readers to the same verdicts, events and
 leftover bytes, on tables and on every one-byte mutation of a few heads.
@@ -44,23 +49,21 @@ from h11._receivebuffer import ReceiveBuffer, blank_line_regex
 
 _blank_line = blank_line_regex.search
 
-# A field block of valid lines, each h11's `header_field` (token, colon, optional
+# A valid field line (without its LF): h11's `header_field` (token, colon, optional
 # whitespace, a value of h11's `field_vchar`s, `[^\x00\s]`, with spaces and tabs between
-# them, optional whitespace) and its line end. With the whitespace on either side folded
-# into the value, a line is valid when its value holds no NUL, CR, LF, VT or FF: so no
-# bare CR. One scan of the block instead of a match per line.
-_valid_block = re.compile(
-    ("(?:" + field_name + r":[^\x00\n\r\x0b\x0c]*\r?\n)*").encode("ascii")
-).fullmatch
+# them, optional whitespace) and the CR of its CRLF. With the whitespace on either side
+# folded into the value, a line is valid when its value holds no NUL, CR, LF, VT or FF:
+# so no bare CR.
+_valid_line = re.compile((field_name + r":[^\x00\n\r\x0b\x0c]*\r?").encode("ascii")).fullmatch
 _request_match = request_line_re.fullmatch
 _status_match = status_line_re.fullmatch
 _content_length_match = _content_length_re.fullmatch
 
 
-def _extract(buf: ReceiveBuffer, what: str) -> tuple[bytes, bytes] | None:
-    """The first line (its CR dropped) and the field block (each line with its end) of
-    the head `buf` starts with, taken from it: h11's ReceiveBuffer.maybe_extract_lines,
-    which ends a head at the first blank line (b"\\n\\r?\\n"), without splitting it."""
+def _extract(buf: ReceiveBuffer, what: str) -> tuple[bytes, list[bytes], int] | None:
+    """The head `buf` starts with, taken from it, as `_split` gives it: h11's
+    ReceiveBuffer.maybe_extract_lines, which ends a head at the first blank line
+    (b"\\n\\r?\\n")."""
     data = buf._data
     if data[:1] == b"\n" or data[:2] == b"\r\n":
         # An empty line where a head starts: h11 takes it as a head without a first line.
@@ -78,12 +81,15 @@ def _extract(buf: ReceiveBuffer, what: str) -> tuple[bytes, bytes] | None:
     return _split(head)
 
 
-def _split(head: bytes) -> tuple[bytes, bytes]:
-    """A whole head (up to its blank line) as its first line and its field block."""
-    eol = head.find(b"\n")
-    first = head[: eol - 1] if head[eol - 1 : eol] == b"\r" else head[:eol]
-    # The blank line that ends the head: "\r\n" or a bare "\n".
-    return first, head[eol + 1 : len(head) - (2 if head[-2:] == b"\r\n" else 1)]
+def _split(head: bytes) -> tuple[bytes, list[bytes], int]:
+    """A whole head (up to its blank line) as its first line (its CR dropped, as h11
+    does), its field lines (each with its CR, if any) and its size."""
+    lines = head.split(b"\n")
+    first = lines[0]
+    if first[-1:] == b"\r":
+        first = first[:-1]
+    # The last two: the blank line that ends the head (b"" or b"\r") and what follows it.
+    return first, lines[1:-2], len(head)
 
 
 # Field names the single pass over a head's fields takes note of (0: any other).
@@ -138,8 +144,12 @@ def _remember(first: bytes, parsed: tuple[Any, ...]) -> None:
 
 
 def _line(line: bytes) -> tuple[tuple[bytes, bytes, bytes], int]:
-    """A valid field line (without its LF) as (raw name, lower-case name, value) and its
-    kind; remembered if short."""
+    """A field line (without its LF) as (raw name, lower-case name, value) and its kind,
+    remembered if short; h11's refusal if it is no valid field line."""
+    if _valid_line(line) is None:
+        # h11 refuses the head (an obs-fold line, starting with whitespace, is such a line:
+        # limits.install_h11_hardening).
+        raise h11.LocalProtocolError("illegal header line")
     name, _, value = line.partition(b":")
     # The value without its optional whitespace and the line's CR (none can be inside).
     lname = name.lower()
@@ -151,19 +161,14 @@ def _line(line: bytes) -> tuple[tuple[bytes, bytes, bytes], int]:
     return entry
 
 
-def _fields(block: bytes) -> Fields:
-    """h11's `normalize_and_validate(_parsed=True)` of the field block, in the same pass
+def _fields(lines: list[bytes]) -> Fields:
+    """h11's `normalize_and_validate(_parsed=True)` of the field lines, in the same pass
     as the facts: lower-case names beside the raw ones, a Content-Length of one value of
     digits (repeats of it folded into one field, as h11 does), Transfer-Encoding only
     "chunked" and only once (501 otherwise). As h11, every line is judged before any
     field is normalized."""
-    lines = block.split(b"\n")[:-1]
     entries = list(map(_LINES.get, lines))
     if None in entries:
-        if _valid_block(block) is None:
-            # A line that is no field line: h11 refuses the head (an obs-fold line, starting
-            # with whitespace, is one: limits.install_h11_hardening).
-            raise h11.LocalProtocolError("illegal header line")
         entries = [e or _line(line) for e, line in zip(entries, lines, strict=True)]
     out = Fields()
     items = out.items
@@ -237,7 +242,7 @@ def request_in(data: bytes) -> tuple[h11.Request, Fields, int, int] | None:
     return request, fields, size, end
 
 
-def _request(first: bytes, block: bytes) -> tuple[h11.Request, Fields, int]:
+def _request(first: bytes, lines: list[bytes], size: int) -> tuple[h11.Request, Fields, int]:
     line = _FIRST.get(first)
     if line is None:
         m = _request_match(first)
@@ -246,7 +251,7 @@ def _request(first: bytes, block: bytes) -> tuple[h11.Request, Fields, int]:
         line = m.group("method", "target", "http_version")
         _remember(first, line)
     method, target, version = line
-    fields = _fields(block)
+    fields = _fields(lines)
     if fields.hosts > 1:
         raise h11.LocalProtocolError("Found multiple Host: headers")
     if not fields.hosts and version == b"1.1":
@@ -259,7 +264,7 @@ def _request(first: bytes, block: bytes) -> tuple[h11.Request, Fields, int]:
     setattr_(request, "target", target)
     setattr_(request, "headers", _headers(fields.items))
     setattr_(request, "http_version", version)
-    return request, fields, len(first) + len(block)
+    return request, fields, size
 
 
 def read_request(buf: ReceiveBuffer) -> h11.Request | None:
@@ -293,7 +298,7 @@ def response_in(
 
 
 def _response(
-    first: bytes, block: bytes
+    first: bytes, lines: list[bytes], size: int
 ) -> tuple[h11.Response | h11.InformationalResponse, Fields]:
     line = _FIRST.get(first)
     if line is None:
@@ -316,7 +321,7 @@ def _response(
         )
         _remember(first, line)
     cls, code, reason, version = line
-    fields = _fields(block)
+    fields = _fields(lines)
     # The event as h11's reader builds it (its constructor with _parsed=True sets these).
     response = object.__new__(cls)
     setattr_ = object.__setattr__
