@@ -325,7 +325,7 @@ def relayed_head(
     (tests/l7/test_l7_h1server.py holds the two equal)."""
     if not keep_alive or (method == b"CONNECT" and status < 300):
         return None
-    parts = [b"HTTP/1.1 ", str(status).encode(), b" ", reason, b"\r\n"]
+    parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
     length: bytes | None = None
     for _, name, value in fields:
         if name in _RELAY_SPECIAL:
@@ -396,7 +396,7 @@ def _response_head_general(
 def _serialize(status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
     """The head as h11's writer writes it: status line, Host first (h11 puts it first in
     any message), `name: value` lines, blank line."""
-    parts = [b"HTTP/1.1 ", str(status).encode(), b" ", reason, b"\r\n"]
+    parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
     host: list[bytes] | None = None
     for name, value in headers:
         if name == b"host":
@@ -406,7 +406,7 @@ def _serialize(status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -
         else:
             parts += (name, b": ", value, b"\r\n")
     if host is not None:
-        parts[5:5] = host
+        parts[1:1] = host
     parts.append(b"\r\n")
     return b"".join(parts)
 

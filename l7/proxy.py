@@ -29,6 +29,7 @@ import random
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import h11
@@ -270,7 +271,7 @@ def serve(
     host = host_of(host_raw.decode("latin-1"))
     path, query = split_target(target)
     method = request.method.decode("ascii")
-    head = RequestHead(method=method, path=path, query=query, host=host, headers=request.headers)
+    head = RequestHead(method, path, query, host, request.headers)
     routed = port.table.route(head, client.sni)
     if isinstance(routed, Refused):
         client.note_route(routed.listener, "")
@@ -397,12 +398,12 @@ def _serve_routed(
             # The common case: one attempt on a pooled connection, relayed by callbacks.
             route = rule_t.label
 
-            def fresh() -> Coroutine[Any, Any, None]:
-                return _forward(
-                    client, rule_t, state, method_b, target_b, out_headers, body,
-                    response_mods, cors_out, upgrade, pool, True,
-                )  # fmt: skip
-
+            # The task that retries on a fresh connection (a partial, not a closure: a
+            # closure would make every variable it names a cell on every call).
+            fresh = partial(
+                _forward, client, rule_t, state, method_b, target_b, out_headers, body,
+                response_mods, cors_out, upgrade, pool, True,
+            )  # fmt: skip
             started = time.perf_counter()
             label = state.label
             Exchange(client, conn, route, label, response_mods, cors_out, started, None, fresh)
