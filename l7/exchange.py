@@ -104,14 +104,14 @@ class Exchange:
         read = self.conn.parser.whole(data)
         if read is None:
             return False
-        response, body = read
+        response, fields, body = read
         self.state = BODY
         client = self.client
         try:
             client.relay_whole(
                 response.status_code,
                 response.reason,
-                response.headers._full_items,
+                fields,
                 self.mods,
                 self.cors,
                 body,

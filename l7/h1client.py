@@ -139,10 +139,11 @@ class ResponseParser:
             return fields.length, keep_alive
         return UNTIL_CLOSE, False  # the body ends with the connection
 
-    def whole(self, data: bytes) -> tuple[h11.Response, bytes] | None:
+    def whole(self, data: bytes) -> tuple[h11.Response, Fields, bytes] | None:
         """A final response with a Content-Length body, all of it and nothing more in
         `data`, read where a head is awaited and nothing is buffered (the usual answer of a
-        keep-alive backend): the response and its body, the parser then DONE. None takes
+        keep-alive backend): the response, the facts of its fields and its body, the parser
+        then DONE. None takes
         nothing: `data` is for `feed()` and `next_event()`, which also say what is wrong
         with a response refused here."""
         if self.state != HEAD or self.buf._data or self.closed:
@@ -161,7 +162,7 @@ class ResponseParser:
             return None
         self.state = DONE
         self.keep_alive = keep_alive
-        return response, data[end:]
+        return response, fields, data[end:]
 
     def next_event(self) -> Any:
         """The next h11 event of the response, or NEED_DATA. Raises ProtocolError for a

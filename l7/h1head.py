@@ -97,6 +97,8 @@ _HOST = 1
 _CONTENT_LENGTH = 2
 _TRANSFER_ENCODING = 3
 _CONNECTION = 4  # Connection, Expect, Upgrade: what the request side decides with
+_HOP = 5  # the other hop-by-hop fields (RFC 9110, 7.6.1), which a proxy drops
+_KEEP_ALIVE = 6  # "Connection: keep-alive" and nothing else: decides nothing, names no field
 _WATCHED = {
     b"host": _HOST,
     b"content-length": _CONTENT_LENGTH,
@@ -104,21 +106,43 @@ _WATCHED = {
     b"connection": _CONNECTION,
     b"expect": _CONNECTION,
     b"upgrade": _CONNECTION,
+    b"keep-alive": _HOP,
+    b"proxy-connection": _HOP,
+    b"te": _HOP,
+    b"trailer": _HOP,
 }
 
 
 class Fields:
     """What one pass over a head's field lines found: h11's normalized fields (`items`,
-    as `Headers._full_items`) and the facts framing and keep-alive are decided by."""
+    as `Headers._full_items`) and the facts framing and keep-alive are decided by.
 
-    __slots__ = ("chunked", "connection", "hosts", "items", "length")
+    For relaying a response as it came: `wires`, each field that is neither hop-by-hop
+    nor Host nor Content-Length as the gateway writes it (b"name: value\\r\\n", the name
+    in lower case), `length_wire` the Content-Length's, and `special` whether the head
+    has a field that takes more than that (Host, Transfer-Encoding, Expect, Upgrade, a
+    hop-by-hop field, a Connection field other than "keep-alive")."""
+
+    __slots__ = (
+        "chunked",
+        "connection",
+        "hosts",
+        "items",
+        "length",
+        "length_wire",
+        "special",
+        "wires",
+    )
 
     def __init__(self) -> None:
         self.items: list[tuple[bytes, bytes, bytes]] = []
+        self.wires: list[bytes] = []
         self.hosts = 0
         self.length = -1  # the Content-Length (one value, digits), -1 if none
+        self.length_wire = b""
         self.chunked = False  # Transfer-Encoding: chunked (the only one h11 accepts)
-        self.connection = False  # a Connection, Expect or Upgrade field is there
+        self.connection = False  # a Connection (but "keep-alive"), Expect or Upgrade field
+        self.special = False
 
 
 # Field lines seen before, each with its parse: the normalized field and its kind (0 or
@@ -126,7 +150,7 @@ class Fields:
 # the same lines response after response (clients much the same request after
 # request), so a line found here is neither matched nor split again. Short lines only,
 # and at most _LINES_MAX of them: a full table is emptied and fills again.
-_LINES: dict[bytes, tuple[tuple[bytes, bytes, bytes], int]] = {}
+_LINES: dict[bytes, tuple[tuple[bytes, bytes, bytes], int, bytes]] = {}
 _LINES_MAX = 4096
 _LINE_LONGEST = 128
 
@@ -143,17 +167,21 @@ def _remember(first: bytes, parsed: tuple[Any, ...]) -> None:
         _FIRST[first] = parsed
 
 
-def _line(line: bytes) -> tuple[tuple[bytes, bytes, bytes], int]:
-    """A field line (without its LF) as (raw name, lower-case name, value) and its kind,
-    remembered if short; h11's refusal if it is no valid field line."""
+def _line(line: bytes) -> tuple[tuple[bytes, bytes, bytes], int, bytes]:
+    """A field line (without its LF) as (raw name, lower-case name, value), its kind and
+    its wire form, remembered if short; h11's refusal if it is no valid field line."""
     if _valid_line(line) is None:
         # h11 refuses the head (an obs-fold line, starting with whitespace, is such a line:
         # limits.install_h11_hardening).
         raise h11.LocalProtocolError("illegal header line")
     name, _, value = line.partition(b":")
     # The value without its optional whitespace and the line's CR (none can be inside).
+    value = value.strip(b" \t\r")
     lname = name.lower()
-    entry = (name, lname, value.strip(b" \t\r")), _WATCHED.get(lname, 0)
+    kind = _WATCHED.get(lname, 0)
+    if lname == b"connection" and {t.strip() for t in value.lower().split(b",")} == {b"keep-alive"}:
+        kind = _KEEP_ALIVE
+    entry = (name, lname, value), kind, lname + b": " + value + b"\r\n"
     if len(line) <= _LINE_LONGEST:
         if len(_LINES) >= _LINES_MAX:
             _LINES.clear()
@@ -173,45 +201,54 @@ def _fields(lines: list[bytes]) -> Fields:
     out = Fields()
     items = out.items
     append = items.append
+    wire = out.wires.append
     seen_length: bytes | None = None
-    for field, kind in entries:  # type: ignore[misc]
-        if kind:
-            if kind == _HOST:
-                out.hosts += 1
-            elif kind == _CONTENT_LENGTH:
-                value = field[2]
-                if not value.isdigit():
-                    # "Content-Length: 3, 3" is one length to h11; anything else is not.
-                    lengths = {length.strip() for length in value.split(b",")}
-                    if len(lengths) != 1:
-                        raise h11.LocalProtocolError("conflicting Content-Length headers")
-                    value = lengths.pop()
-                    if _content_length_match(value) is None:
-                        raise h11.LocalProtocolError("bad Content-Length")
-                    field = (field[0], field[1], value)
-                if len(value) > CONTENT_LENGTH_MAX_DIGITS:
-                    raise h11.LocalProtocolError("bad Content-Length")
-                if seen_length is None:
-                    seen_length = value
-                    out.length = int(value)
-                elif seen_length != value:
+    for field, kind, line_wire in entries:  # type: ignore[misc]
+        if not kind:
+            append(field)
+            wire(line_wire)
+            continue
+        if kind == _CONTENT_LENGTH:
+            value = field[2]
+            if not value.isdigit():
+                # "Content-Length: 3, 3" is one length to h11; anything else is not.
+                lengths = {length.strip() for length in value.split(b",")}
+                if len(lengths) != 1:
                     raise h11.LocalProtocolError("conflicting Content-Length headers")
-                else:
-                    continue  # a repeat of the same value: h11 keeps the first field only
-            elif kind == _TRANSFER_ENCODING:
-                if out.chunked:
-                    raise h11.LocalProtocolError(
-                        "multiple Transfer-Encoding headers", error_status_hint=501
-                    )
-                value = field[2].lower()
-                if value != b"chunked":
-                    raise h11.LocalProtocolError(
-                        "Only Transfer-Encoding: chunked is supported", error_status_hint=501
-                    )
+                value = lengths.pop()
+                if _content_length_match(value) is None:
+                    raise h11.LocalProtocolError("bad Content-Length")
                 field = (field[0], field[1], value)
-                out.chunked = True
+            if len(value) > CONTENT_LENGTH_MAX_DIGITS:
+                raise h11.LocalProtocolError("bad Content-Length")
+            if seen_length is None:
+                seen_length = value
+                out.length = int(value)
+                out.length_wire = b"content-length: " + value + b"\r\n"
+            elif seen_length != value:
+                raise h11.LocalProtocolError("conflicting Content-Length headers")
             else:
-                out.connection = True
+                continue  # a repeat of the same value: h11 keeps the first field only
+        elif kind == _HOST:
+            out.hosts += 1
+            out.special = True
+        elif kind == _TRANSFER_ENCODING:
+            if out.chunked:
+                raise h11.LocalProtocolError(
+                    "multiple Transfer-Encoding headers", error_status_hint=501
+                )
+            value = field[2].lower()
+            if value != b"chunked":
+                raise h11.LocalProtocolError(
+                    "Only Transfer-Encoding: chunked is supported", error_status_hint=501
+                )
+            field = (field[0], field[1], value)
+            out.chunked = out.special = True
+        elif kind == _CONNECTION:
+            out.connection = out.special = True
+        elif kind == _HOP:
+            out.special = True
+        # _KEEP_ALIVE: dropped when relayed, and decides nothing.
         append(field)
     return out
 

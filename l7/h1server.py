@@ -313,39 +313,38 @@ _RELAY_SPECIAL = HOP_BY_HOP | {b"content-length", b"host"}
 def relayed_head(
     status: int,
     reason: bytes,
-    fields: list[tuple[bytes, bytes, bytes]],
+    fields: Fields,
     method: bytes | None,
     keep_alive: bool,
 ) -> bytes | None:
     """The head `response_head` writes for a backend's final response relayed without
-    modifiers, `filters.outgoing_response_headers(fields, (), [])`, in one pass over the
-    fields as h11 parsed them, for the usual case: the client's connection stays open,
-    the response has a Content-Length (or is a 204 or 304), no Host field, and its
-    Connection names no field. None in every other case, for the composition to decide
+    modifiers, `filters.outgoing_response_headers(fields.items, (), [])`, for the usual
+    case: the client's connection stays open, the response has a Content-Length (or is
+    a 204 or 304), no Host field, and its Connection names no field. From the fields'
+    wire forms when the head has nothing special, else in one pass over the fields as
+    h11 parsed them. None in every other case, for the composition to decide
     (tests/l7/test_l7_h1server.py holds the two equal)."""
     if not keep_alive or (method == b"CONNECT" and status < 300):
         return None
+    if fields.length < 0 and status != 204 and status != 304:
+        return None
+    if not fields.special:
+        return b"".join(
+            [b"HTTP/1.1 %d %s\r\n" % (status, reason), *fields.wires, fields.length_wire, b"\r\n"]
+        )
     parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
-    length: bytes | None = None
-    for _, name, value in fields:
+    for _, name, value in fields.items:
         if name in _RELAY_SPECIAL:
-            if name == b"content-length":
-                if length is None:
-                    length = value
-            elif name == b"connection":
+            if name == b"connection":
                 for token in value.split(b","):
                     if token.strip().lower() not in STANDARD_TOKENS:
                         return None
             elif name == b"host":
                 return None
-            # Other hop-by-hop fields are dropped.
+            # Other hop-by-hop fields are dropped; the Content-Length goes last.
         else:
             parts += (name, b": ", value, b"\r\n")
-    if length is not None:
-        parts += (b"content-length: ", length, b"\r\n")
-    elif status != 204 and status != 304:
-        return None
-    parts.append(b"\r\n")
+    parts += (fields.length_wire, b"\r\n")
     return b"".join(parts)
 
 

@@ -56,6 +56,7 @@ import h11
 
 from l7.accesslog import AccessLog
 from l7.filters import CLIENT_CERT, CLIENT_VERIFY, CompiledModifier, outgoing_response_headers
+from l7.h1head import Fields
 from l7.h1server import (
     CONTINUE,
     NEED_DATA,
@@ -460,13 +461,13 @@ class ClientConnection(asyncio.Protocol):
         self,
         status: int,
         reason: bytes,
-        fields: list[tuple[bytes, bytes, bytes]],
+        fields: Fields,
         mods: tuple[CompiledModifier, ...],
         cors: list[tuple[bytes, bytes]],
         body: bytes,
     ) -> None:
-        """A backend's whole final response (its fields as h11 parsed them, all its body)
-        relayed: what start_response, send_data and end_response write, in one write."""
+        """A backend's whole final response (the facts of its fields, all its body) relayed:
+        what start_response, send_data and end_response write, in one write."""
         head = None
         if not mods and not cors and not self.server.draining and not self.response_started:
             p = self.parser
@@ -474,7 +475,8 @@ class ClientConnection(asyncio.Protocol):
                 status, reason or REASONS.get(status, b""), fields, p.method, p.keep_alive
             )
         if head is None:
-            self.start_response(status, outgoing_response_headers(fields, mods, cors), reason)
+            headers = outgoing_response_headers(fields.items, mods, cors)
+            self.start_response(status, headers, reason)
             self.send_data(body)
             self.end_response()
             return

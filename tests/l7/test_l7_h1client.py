@@ -178,7 +178,7 @@ def test_whole_reads_what_the_events_read_or_nothing(data: bytes, method: bytes)
     if got is None:
         assert (p.state, bytes(p.buf)) == (HEAD, b"")
         return
-    response, body = got
+    response, _, body = got
     assert kinds(evs) == ["Response", *(["Data"] if body else []), "EndOfMessage"]
     first = evs[0]
     assert (response.status_code, response.reason, response.http_version) == (
@@ -195,4 +195,4 @@ def test_whole_takes_the_usual_answer() -> None:
     p = ResponseParser()
     p.start(b"GET", False)
     got = p.whole(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok")
-    assert got is not None and got[1] == b"ok" and p.reusable()
+    assert got is not None and got[2] == b"ok" and p.reusable()

@@ -11,6 +11,7 @@ import h11
 import pytest
 
 from l7.filters import outgoing_response_headers
+from l7.h1head import Fields, _fields
 from l7.h1server import (
     CONTINUE,
     NEED_DATA,
@@ -416,8 +417,9 @@ def test_whole_takes_the_usual_request() -> None:
     assert p.whole(GET + b"User-Agent: x\r\nConnection: keep-alive\r\n\r\n") is not None
 
 
-def _triples(fields: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes, bytes]]:
-    return [(n, n.lower(), v) for n, v in fields]
+def _parsed(fields: list[tuple[bytes, bytes]]) -> Fields:
+    """The fields as the head reader gives them (lines parsed and remembered)."""
+    return _fields([n + b": " + v + b"\r" for n, v in fields])
 
 
 RELAYED_FIELDS = [
@@ -427,9 +429,13 @@ RELAYED_FIELDS = [
     [(b"Connection", b"close"), (b"Content-Length", b"2"), (b"Set-Cookie", b"a=1")],
     [(b"Connection", b"x-hop, keep-alive"), (b"X-Hop", b"1"), (b"Content-Length", b"2")],
     [(b"Connection", b"keep-alive, "), (b"Content-Length", b"0")],
+    [(b"Connection", b"KEEP-ALIVE ,keep-alive"), (b"X-B", b"y"), (b"Content-Length", b"1")],
     [(b"Host", b"h"), (b"Content-Length", b"2")],
     [(b"Proxy-Connection", b"x"), (b"Trailer", b"y"), (b"Upgrade", b"h2c")],
-    [(b"X-A", b"1"), (b"X-A", b"2")],
+    [(b"X-A", b"1"), (b"X-A", b"2"), (b"Content-Length", b"2, 2"), (b"Content-Length", b"2")],
+    [(b"TE", b"trailers"), (b"Content-Length", b"3")],
+    [(b"Transfer-Encoding", b"chunked")],
+    [(b"Expect", b"x"), (b"Content-Length", b"3")],
     [],
 ]
 
@@ -441,20 +447,27 @@ RELAYED_FIELDS = [
 def test_relayed_head_is_the_composed_head(
     fields: list[tuple[bytes, bytes]], status: int, method: bytes | None, keep_alive: bool
 ) -> None:
-    """The one-pass head equals outgoing_response_headers then response_head, whenever it
+    """The relayed head equals outgoing_response_headers then response_head, whenever it
     gives one; it gives one for the usual response."""
-    triples = _triples(fields)
-    got = relayed_head(status, b"R", triples, method, keep_alive)
+    parsed = _parsed(fields)
+    got = relayed_head(status, b"R", parsed, method, keep_alive)
     if got is None:
         return
-    headers = outgoing_response_headers(triples, (), [])
+    headers = outgoing_response_headers(parsed.items, (), [])
     head, _, stays = response_head(status, b"R", headers, method, b"1.1", keep_alive)
     assert got == head
     assert stays
 
 
 def test_relayed_head_covers_the_usual_response() -> None:
-    fields = _triples(RELAYED_FIELDS[1])
+    fields = _parsed(RELAYED_FIELDS[1])
+    assert not fields.special
     assert relayed_head(200, b"OK", fields, b"GET", True) == (
         b"HTTP/1.1 200 OK\r\nserver: x\r\ncontent-length: 2\r\n\r\n"
+    )
+    special = _parsed(RELAYED_FIELDS[4])
+    assert special.special
+    assert relayed_head(200, b"OK", special, b"GET", True) is None
+    assert relayed_head(200, b"OK", _parsed(RELAYED_FIELDS[10]), b"GET", True) == (
+        b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\n"
     )
