@@ -203,12 +203,11 @@ class Exchange:
 
     def _ended(self) -> None:
         """The response was relayed to its end."""
-        self.client.stats.upstream_done(
-            self.route, self.backend, time.perf_counter() - self.started
-        )
+        now = time.perf_counter()
+        self.client.stats.upstream_done(self.route, self.backend, now - self.started)
         self._release()
         self.conn.finish()
-        self._finished()
+        self._finished(now)
 
     def _release(self) -> None:
         self.state = DONE
@@ -216,12 +215,12 @@ class Exchange:
         if self.client.exchange is self:
             self.client.exchange = None
 
-    def _finished(self) -> None:
+    def _finished(self, now: float = 0.0) -> None:
         if self.done is not None:
             if not self.done.done():
                 self.done.set_result(None)
         else:
-            self.client.finished()
+            self.client.finished(now)
 
     def _failed(self, exc: BaseException) -> None:
         """Something not the backend's doing (a bug, a response the client side refuses)."""

@@ -309,8 +309,7 @@ class ClientConnection(asyncio.Protocol):
         self.request = request
         self.received_at = self.loop.time()
         self.received_pc = time.perf_counter()
-        self.body = bytearray()
-        self.state = State.BODY
+        self.state = State.BODY  # self.body is empty: a new one at each cycle's start
         if self.parser.expect_continue:
             # An immediate 100, as h11 asked for (HTTP/1.1 only; RFC 9110, 10.1.1:
             # "A server that receives a 100-continue expectation in an HTTP/1.0
@@ -354,9 +353,9 @@ class ClientConnection(asyncio.Protocol):
             return
         self.finished()
 
-    def finished(self) -> None:
+    def finished(self, now: float = 0.0) -> None:
         """The current request has been answered (or aborted): count it, move on."""
-        self._account(self.request)
+        self._account(self.request, now)
         if self._next_cycle():
             self._process()
 
@@ -379,11 +378,12 @@ class ClientConnection(asyncio.Protocol):
             self.gateway_label, self.listener_label = lt.gateway_label, lt.listener_label
         self.route_label = route
 
-    def _account(self, request: h11.Request | None) -> None:
-        """Count the request that just ended (one the gateway answered with a status)."""
+    def _account(self, request: h11.Request | None, now: float = 0.0) -> None:
+        """Count the request that just ended (one the gateway answered with a status);
+        `now`: its end by perf_counter, if the caller has read the clock already."""
         if not self.status:
             return  # the client went away before any answer: nothing was served
-        seconds = time.perf_counter() - self.received_pc
+        seconds = (now or time.perf_counter()) - self.received_pc
         self.stats.request_done(
             self.gateway_label,
             self.listener_label,
