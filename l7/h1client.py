@@ -66,6 +66,22 @@ def serialize_request(
     return b"".join(parts)
 
 
+def request_wire(
+    method: bytes, target: bytes, host: bytes, wires: list[bytes], client_ip: bytes, scheme: bytes
+) -> bytes:
+    """A bodiless request forwarded with its fields' wire forms (h1head.Fields.wires, of a
+    head with nothing special): `serialize_request` of what
+    `filters.outgoing_request_headers` makes of it without a modifier, in one join (Host
+    first, the fields as they came, then X-Forwarded-For, -Proto and -Host)."""
+    return b"".join(
+        [
+            method, b" ", target, b" HTTP/1.1\r\nhost: ", host, b"\r\n", *wires,
+            b"x-forwarded-for: ", client_ip, b"\r\nx-forwarded-proto: ", scheme,
+            b"\r\nx-forwarded-host: ", host, b"\r\n\r\n",
+        ]
+    )  # fmt: skip
+
+
 # Parser states.
 HEAD = 0  # waiting for a status line and header block
 BODY = 1  # reading the body by the response's framing

@@ -99,6 +99,7 @@ _TRANSFER_ENCODING = 3
 _CONNECTION = 4  # Connection, Expect, Upgrade: what the request side decides with
 _HOP = 5  # the other hop-by-hop fields (RFC 9110, 7.6.1), which a proxy drops
 _KEEP_ALIVE = 6  # "Connection: keep-alive" and nothing else: decides nothing, names no field
+_FORWARDED = 7  # what the gateway writes itself on a request (X-Forwarded-*, client cert)
 _WATCHED = {
     b"host": _HOST,
     b"content-length": _CONTENT_LENGTH,
@@ -110,6 +111,11 @@ _WATCHED = {
     b"proxy-connection": _HOP,
     b"te": _HOP,
     b"trailer": _HOP,
+    b"x-forwarded-for": _FORWARDED,
+    b"x-forwarded-proto": _FORWARDED,
+    b"x-forwarded-host": _FORWARDED,
+    b"x-forwarded-client-cert": _FORWARDED,
+    b"x-forwarded-client-cert-verify": _FORWARDED,
 }
 
 
@@ -117,11 +123,12 @@ class Fields:
     """What one pass over a head's field lines found: h11's normalized fields (`items`,
     as `Headers._full_items`) and the facts framing and keep-alive are decided by.
 
-    For relaying a response as it came: `wires`, each field that is neither hop-by-hop
+    For forwarding a message as it came: `wires`, each field that is neither hop-by-hop
     nor Host nor Content-Length as the gateway writes it (b"name: value\\r\\n", the name
     in lower case), `length_wire` the Content-Length's, and `special` whether the head
-    has a field that takes more than that (Host, Transfer-Encoding, Expect, Upgrade, a
-    hop-by-hop field, a Connection field other than "keep-alive")."""
+    has a field that takes more than that (Transfer-Encoding, Expect, Upgrade, a
+    hop-by-hop field, a Connection field other than "keep-alive", a field the gateway
+    writes itself on a request). Host is counted in `hosts`, not in `special`."""
 
     __slots__ = (
         "chunked",
@@ -231,7 +238,6 @@ def _fields(lines: list[bytes]) -> Fields:
                 continue  # a repeat of the same value: h11 keeps the first field only
         elif kind == _HOST:
             out.hosts += 1
-            out.special = True
         elif kind == _TRANSFER_ENCODING:
             if out.chunked:
                 raise h11.LocalProtocolError(
@@ -246,7 +252,7 @@ def _fields(lines: list[bytes]) -> Fields:
             out.chunked = out.special = True
         elif kind == _CONNECTION:
             out.connection = out.special = True
-        elif kind == _HOP:
+        elif kind in (_HOP, _FORWARDED):
             out.special = True
         # _KEEP_ALIVE: dropped when relayed, and decides nothing.
         append(field)

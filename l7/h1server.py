@@ -114,6 +114,7 @@ class RequestParser:
         "buf",
         "closed",
         "expect_continue",
+        "fields",
         "http_version",
         "keep_alive",
         "limits",
@@ -133,6 +134,7 @@ class RequestParser:
 
     def _reset(self) -> None:
         self.method: bytes | None = None  # None: no request head yet this cycle
+        self.fields: Fields | None = None  # the facts of the request's fields
         self.http_version: bytes | None = None
         self.keep_alive = True
         self.expect_continue = False
@@ -232,6 +234,7 @@ class RequestParser:
     def _head(self, request: h11.Request, fields: Fields, size: int) -> None:
         """Limits, framing, and what the connection must do, from the head's facts."""
         limits = self.limits
+        self.fields = fields
         self.method = request.method
         self.http_version = version = request.http_version
         length = fields.length
@@ -328,7 +331,7 @@ def relayed_head(
         return None
     if fields.length < 0 and status != 204 and status != 304:
         return None
-    if not fields.special:
+    if not (fields.special or fields.hosts):
         return b"".join(
             [b"HTTP/1.1 %d %s\r\n" % (status, reason), *fields.wires, fields.length_wire, b"\r\n"]
         )

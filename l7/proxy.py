@@ -39,12 +39,14 @@ from l7.exchange import Exchange
 from l7.filters import (
     CompiledModifier,
     CORSPolicy,
+    Headers,
     header_value,
     is_preflight,
     outgoing_request_headers,
     redirect_location,
     replace_path,
 )
+from l7.h1client import request_wire
 from l7.router import PortTable, Refused, RequestHead, Routed, Rule, host_of, split_target
 from l7.stats import WorkerStats
 from l7.upstream import (
@@ -347,22 +349,26 @@ def _serve_routed(
             absolute = True  # the target is rebuilt below
     if absolute:
         target_b = (path + ("?" + query if query else "")).encode("latin-1")
-    out_headers, upgrade = outgoing_request_headers(
-        request.headers._full_items,
-        rule_t.request_mod,
-        client.ip_b,
-        client.scheme_b,
-        host_raw,
-        client.client_headers,
-    )
-    if body:
-        out_headers.append((b"content-length", str(len(body)).encode()))
     stats = client.stats
-    for m in filters.mirrors:
-        if _mirrored(m):
-            ms = port.states[id(m.backend)]
-            if MIRRORS.send(ms, method_b, target_b, out_headers, body):
-                stats.count("mirror_sends", rule_t.label, ms.label)
+    fields = client.parser.fields
+    out_headers: Headers | None = None
+    upgrade = False
+    if (
+        fields is None
+        or fields.special
+        or body
+        or rule_t.request_mod is not None
+        or client.client_headers
+        or filters.mirrors
+    ):
+        out_headers, upgrade = _outgoing(client, request, rule_t.request_mod, host_raw, body)
+        for m in filters.mirrors:
+            if _mirrored(m):
+                ms = port.states[id(m.backend)]
+                if MIRRORS.send(ms, method_b, target_b, out_headers, body):
+                    stats.count("mirror_sends", rule_t.label, ms.label)
+    # Else the usual request: its fields go as they came (h1client.request_wire), and
+    # the list of them is built only if something below needs it.
     backend = rule_t.pick(random.random())
     if backend is None or backend.invalid:
         client.simple(500)
@@ -376,6 +382,8 @@ def _serve_routed(
     if backend.filters is not None:
         bf = backend.filters
         request_mod, response_mods = rule_t.backend_mods[id(backend)]
+        if out_headers is None:
+            out_headers, upgrade = _outgoing(client, request, rule_t.request_mod, host_raw, body)
         if request_mod is not None:
             out_headers = request_mod.apply(out_headers)
         for m in bf.mirrors:
@@ -397,6 +405,20 @@ def _serve_routed(
         if conn is not None:
             # The common case: one attempt on a pooled connection, relayed by callbacks.
             route = rule_t.label
+            label = state.label
+            if out_headers is None:
+                assert fields is not None
+                fresh = partial(
+                    _forward_fresh, client, rule_t, state, request, host_raw, method_b,
+                    target_b, response_mods, cors_out, pool,
+                )  # fmt: skip
+                wire = request_wire(
+                    method_b, target_b, host_raw, fields.wires, client.ip_b, client.scheme_b
+                )
+                started = time.perf_counter()
+                Exchange(client, conn, route, label, response_mods, cors_out, started, None, fresh)
+                conn.send_wire(method_b, wire)
+                return None
 
             # The task that retries on a fresh connection (a partial, not a closure: a
             # closure would make every variable it names a cell on every call).
@@ -405,13 +427,56 @@ def _serve_routed(
                 response_mods, cors_out, upgrade, pool, True,
             )  # fmt: skip
             started = time.perf_counter()
-            label = state.label
             Exchange(client, conn, route, label, response_mods, cors_out, started, None, fresh)
             conn.send(method_b, target_b, out_headers, body, upgrade)
             return None
+    if out_headers is None:
+        out_headers, upgrade = _outgoing(client, request, rule_t.request_mod, host_raw, body)
     return _forward(
         client, rule_t, state, method_b, target_b, out_headers, body,
         response_mods, cors_out, upgrade, pool,
+    )  # fmt: skip
+
+
+def _outgoing(
+    client: ClientConnection,
+    request: h11.Request,
+    mod: CompiledModifier | None,
+    host_raw: bytes,
+    body: bytes,
+) -> tuple[Headers, bool]:
+    """The fields the request is forwarded with (filters.outgoing_request_headers, and the
+    body's Content-Length), and whether it is a WebSocket handshake."""
+    out, upgrade = outgoing_request_headers(
+        request.headers._full_items,
+        mod,
+        client.ip_b,
+        client.scheme_b,
+        host_raw,
+        client.client_headers,
+    )
+    if body:
+        out.append((b"content-length", str(len(body)).encode()))
+    return out, upgrade
+
+
+def _forward_fresh(
+    client: ClientConnection,
+    rule_t: Rule,
+    state: BackendState,
+    request: h11.Request,
+    host_raw: bytes,
+    method: bytes,
+    target: bytes,
+    response_mods: tuple[CompiledModifier, ...],
+    cors_out: list[tuple[bytes, bytes]],
+    pool: Pool | None,
+) -> Coroutine[Any, Any, None]:
+    """The fresh-connection retry of a request sent as its wire form: its fields built now."""
+    headers, upgrade = _outgoing(client, request, rule_t.request_mod, host_raw, b"")
+    return _forward(
+        client, rule_t, state, method, target, headers, b"", response_mods, cors_out,
+        upgrade, pool, True,
     )  # fmt: skip
 
 

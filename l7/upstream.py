@@ -194,11 +194,15 @@ class UpstreamConnection(asyncio.Protocol):
         upgrade: bool = False,
     ) -> None:
         """Send a whole request: `headers` carry Host first and Content-Length if `body`."""
+        self.send_wire(method, serialize_request(method, target, headers, body), upgrade)
+
+    def send_wire(self, method: bytes, data: bytes, upgrade: bool = False) -> None:
+        """Send a whole request of `method`, already serialized."""
         assert self.transport is not None
         self.state = ConnState.ACTIVE
         self.got_bytes = False
         self.parser.start(method, upgrade)
-        self.transport.write(serialize_request(method, target, headers, body))
+        self.transport.write(data)
 
     def finish(self) -> None:
         """The exchange is over: back to the pool if the response allows reuse, else close."""

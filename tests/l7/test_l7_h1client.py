@@ -8,14 +8,17 @@ from typing import Any
 import h11
 import pytest
 
+from l7.filters import outgoing_request_headers
 from l7.h1client import (
     HEAD,
     NEED_DATA,
     BackendClosed,
     ProtocolError,
     ResponseParser,
+    request_wire,
     serialize_request,
 )
+from l7.h1head import request_in
 from l7.limits import install_h11_hardening
 
 install_h11_hardening()
@@ -196,3 +199,41 @@ def test_whole_takes_the_usual_answer() -> None:
     p.start(b"GET", False)
     got = p.whole(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok")
     assert got is not None and got[2] == b"ok" and p.reusable()
+
+
+WIRE_REQUESTS = [
+    b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET /x?y HTTP/1.1\r\nHost: a:8080\r\nUser-Agent: u\r\nAccept:  */* \r\n\r\n",
+    b"GET / HTTP/1.1\r\nConnection: keep-alive\r\nHost: a\r\nX-A: 1\r\nX-A: 2\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, x-a\r\nX-A: 1\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\nTE: trailers\r\nKeep-Alive: 5\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-Client-Cert: forged\r\n\r\n",
+]
+
+
+@pytest.mark.parametrize("head", WIRE_REQUESTS)
+def test_request_wire_is_the_composed_request(head: bytes) -> None:
+    """A request head with nothing special is forwarded as its fields' wire forms: the
+    bytes `serialize_request` writes for what `outgoing_request_headers` makes of it."""
+    read = request_in(head)
+    assert read is not None
+    request, fields, _, _ = read
+    host = b"a:8080" if b"a:8080" in head else b"a"
+    headers, _ = outgoing_request_headers(fields.items, None, b"198.18.0.9", b"http", host)
+    composed = serialize_request(request.method, request.target, headers, b"")
+    if fields.special:
+        return  # the proxy builds these field by field
+    got = request_wire(request.method, request.target, host, fields.wires, b"198.18.0.9", b"http")
+    assert got == composed
+
+
+def test_which_requests_have_something_special() -> None:
+    special = []
+    for head in WIRE_REQUESTS:
+        read = request_in(head)
+        assert read is not None
+        special.append(read[1].special)
+    assert special == [False, False, False, True, True, True, True, True, True]
