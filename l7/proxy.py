@@ -259,6 +259,11 @@ def _target_parts(request: h11.Request) -> tuple[str, bytes, bool]:
 
 Pending = Coroutine[Any, Any, None] | None
 
+# Host values seen before, with the host routing compares (router.host_of of them): a
+# client names the same host request after request. At most _HOSTS_MAX, emptied when full.
+_HOSTS: dict[bytes, str] = {}
+_HOSTS_MAX = 1024
+
 
 def serve(
     client: ClientConnection,
@@ -270,7 +275,12 @@ def serve(
     way (the client is told when it ends), else the coroutine to run as its task. Never
     raises for anything a backend does."""
     target, host_raw, absolute = _target_parts(request)
-    host = host_of(host_raw.decode("latin-1"))
+    host = _HOSTS.get(host_raw)
+    if host is None:
+        host = host_of(host_raw.decode("latin-1"))
+        if len(_HOSTS) >= _HOSTS_MAX:
+            _HOSTS.clear()
+        _HOSTS[host_raw] = host
     path, query = split_target(target)
     method = request.method.decode("ascii")
     head = RequestHead(method, path, query, host, request.headers)
