@@ -133,6 +133,7 @@ class Fields:
     __slots__ = (
         "chunked",
         "connection",
+        "host",
         "hosts",
         "items",
         "length",
@@ -145,6 +146,7 @@ class Fields:
         self.items: list[tuple[bytes, bytes, bytes]] = []
         self.wires: list[bytes] = []
         self.hosts = 0
+        self.host = b""  # the Host field's value (a request has at most one)
         self.length = -1  # the Content-Length (one value, digits), -1 if none
         self.length_wire = b""
         self.chunked = False  # Transfer-Encoding: chunked (the only one h11 accepts)
@@ -238,6 +240,7 @@ def _fields(lines: list[bytes]) -> Fields:
                 continue  # a repeat of the same value: h11 keeps the first field only
         elif kind == _HOST:
             out.hosts += 1
+            out.host = field[2]
         elif kind == _TRANSFER_ENCODING:
             if out.chunked:
                 raise h11.LocalProtocolError(
@@ -281,7 +284,7 @@ def request_in(data: bytes) -> tuple[h11.Request, Fields, int, int] | None:
     if match is None:
         return None
     end = match.end()
-    request, fields, size = _request(*_split(data[:end]))
+    request, fields, size = _request(*_split(data if end == len(data) else data[:end]))
     return request, fields, size, end
 
 

@@ -47,6 +47,7 @@ from l7.filters import (
     replace_path,
 )
 from l7.h1client import request_wire
+from l7.h1head import Fields
 from l7.router import PortTable, Refused, RequestHead, Routed, Rule, host_of, split_target
 from l7.stats import WorkerStats
 from l7.upstream import (
@@ -243,14 +244,17 @@ async def _discard(conn: UpstreamConnection) -> None:
         conn.close()
 
 
-def _target_parts(request: h11.Request) -> tuple[str, bytes, bool]:
-    """(origin-form target, host bytes, whether the target was absolute-form)."""
+def _target_parts(request: h11.Request, fields: Fields | None) -> tuple[str, bytes, bool]:
+    """(origin-form target, host bytes, whether the target was absolute-form); `fields`:
+    the facts of the request's fields, if the parser has them."""
     target = request.target.decode("latin-1")
     if target[:1] != "/" and target.startswith(("http://", "https://")):
         # absolute-form (RFC 9112, 3.2.2): the authority in the target wins over Host.
         rest = target.split("://", 1)[1]
         authority, slash, tail = rest.partition("/")
         return slash + tail or "/", authority.encode("latin-1"), True
+    if fields is not None:
+        return target, fields.host, False
     for _, name, value in request.headers._full_items:
         if name == b"host":
             return target, value, False
@@ -274,7 +278,7 @@ def serve(
     """Answer one request on `client`: None when it is answered or its exchange is under
     way (the client is told when it ends), else the coroutine to run as its task. Never
     raises for anything a backend does."""
-    target, host_raw, absolute = _target_parts(request)
+    target, host_raw, absolute = _target_parts(request, client.parser.fields)
     host = _HOSTS.get(host_raw)
     if host is None:
         host = host_of(host_raw.decode("latin-1"))

@@ -97,7 +97,13 @@ class WorkerStats:
         status: int,
         seconds: float,
     ) -> None:
-        key = (gateway, listener, route, backend, code_class(status))
+        key = (
+            gateway,
+            listener,
+            route,
+            backend,
+            CODE_CLASSES[status // 100] if 100 <= status < 600 else "5xx",  # code_class
+        )
         self.requests[key] = self.requests.get(key, 0) + 1
         hkey = (gateway, listener, route)
         h = self.request_seconds.get(hkey)
