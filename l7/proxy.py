@@ -264,9 +264,11 @@ def _target_parts(request: h11.Request, fields: Fields | None) -> tuple[str, byt
 Pending = Coroutine[Any, Any, None] | None
 
 # Host values seen before, with the host routing compares (router.host_of of them): a
-# client names the same host request after request. At most _HOSTS_MAX, emptied when full.
+# client names the same host request after request. At most _HOSTS_MAX values of up to
+# _HOST_LONGEST bytes (a DNS name and a port), emptied when full.
 _HOSTS: dict[bytes, str] = {}
 _HOSTS_MAX = 1024
+_HOST_LONGEST = 262
 
 
 def serve(
@@ -282,9 +284,10 @@ def serve(
     host = _HOSTS.get(host_raw)
     if host is None:
         host = host_of(host_raw.decode("latin-1"))
-        if len(_HOSTS) >= _HOSTS_MAX:
-            _HOSTS.clear()
-        _HOSTS[host_raw] = host
+        if len(host_raw) <= _HOST_LONGEST:
+            if len(_HOSTS) >= _HOSTS_MAX:
+                _HOSTS.clear()
+            _HOSTS[host_raw] = host
     path, query = split_target(target)
     method = request.method.decode("ascii")
     head = RequestHead(method, path, query, host, request.headers)
