@@ -3,7 +3,9 @@
 The backend connection calls `on_backend()` whenever it has news (bytes, EOF, its
 loss) and the client connection calls it when its transport can take more; each
 call reads what the response parser has and writes it to the client at once, so
-relaying a response needs no task and no future. States:
+relaying a response needs no task and no future. A read that is the whole response
+(h1client's `ResponseParser.whole`) is relayed by `whole()` at once, head and body in
+one write, without the parser's events. States:
 
     HEAD   the request was sent; waiting for the response head (1xx other than a
            protocol switch skipped)

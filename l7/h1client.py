@@ -25,7 +25,13 @@ accepted only in answer to a request that proposed an upgrade.
 The request is written by hand as h11's writer would (request line, Host first,
 `name: value` lines, blank line, body): every field was parsed and checked by h11
 on the way in or comes from configuration checked at compile time
-(router.check_filters), so nothing is validated again per request.
+(router.check_filters), so nothing is validated again per request. A request with
+nothing special goes out as its fields' remembered wire forms (`request_wire`).
+
+The usual answer of a keep-alive backend, a final response with a Content-Length body
+arriving whole in one read, is taken by `ResponseParser.whole` straight from the read:
+the same head reader and framing rules, no receive buffer, events or body reader;
+anything else is left to `feed()` and `next_event()`.
 """
 
 from __future__ import annotations

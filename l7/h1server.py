@@ -38,6 +38,12 @@ What h11's Connection added on top, kept here one rule at a time:
 Invariants: bytes after a complete request wait in the buffer until
 `next_cycle()` (pipelining); nothing is parsed past a request whose response
 has not ended.
+
+The usual request, a bodiless head arriving whole in one read with nothing after it
+(no 100-continue, no upgrade), is taken by `RequestParser.whole` straight from the
+read, with the same reader, limits and decisions and no events; and a backend's
+response relayed without modifiers has its head written in one pass, from its fields'
+remembered wire forms when it has nothing special (`relayed_head`).
 """
 
 from __future__ import annotations
