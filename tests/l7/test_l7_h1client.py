@@ -237,3 +237,18 @@ def test_which_requests_have_something_special() -> None:
         assert read is not None
         special.append(read[1].special)
     assert special == [False, False, False, True, True, True, True, True, True]
+
+
+def test_every_field_the_proxy_owns_is_special() -> None:
+    """The wire-form paths copy every field not marked special: each field the proxy
+    drops or writes itself on a request (filters' _REQUEST_OWN, hop-by-hop included) must
+    be one the head reader takes note of, so a head carrying it is never copied as is."""
+    from l7 import filters, h1head
+
+    for name in filters._REQUEST_OWN | filters.HOP_BY_HOP:
+        assert name in h1head._WATCHED, name
+        if name not in (b"host", b"content-length", b"connection"):
+            value = b"chunked" if name == b"transfer-encoding" else b"x"
+            head = b"GET / HTTP/1.1\r\nHost: a\r\n" + name + b": " + value + b"\r\n\r\n"
+            read = request_in(head)
+            assert read is not None and read[1].special, name
