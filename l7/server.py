@@ -71,6 +71,7 @@ from l7.limits import Limits
 from l7.proxy import PortState, serve
 from l7.router import ListenerTable
 from l7.stats import WorkerStats
+from l7.tick import later
 from l7.tls import (
     ClientVerifiers,
     client_certificate_refused,
@@ -161,6 +162,7 @@ class ClientConnection(asyncio.Protocol):
         self.seen_bytes = False
         self.tunnel: Tunnel | None = None
         self.out = bytearray()
+        self.write_pending = False  # a write of `out` is due at the end of this loop tick
         self.received_at = 0.0  # loop time the current request's head was complete
         # The same instant by perf_counter: uvloop's clock moves in milliseconds, too coarse
         # for the duration histograms.
@@ -534,7 +536,7 @@ class ClientConnection(asyncio.Protocol):
         self.response_started = True
         self.status = 101
         self._write(switch_head(headers))
-        self.flush()
+        self.write_now()  # before the tunnel's own writes
         self._disarm()
         self.state = State.TUNNEL
         leftover_client = self.parser.trailing()
@@ -625,6 +627,23 @@ class ClientConnection(asyncio.Protocol):
             self.out += data
 
     def flush(self) -> None:
+        """Send what is queued at the end of this event loop tick, with every other
+        connection's writes of the tick (l7/tick.py says why); at once when much is
+        queued."""
+        if not self.out:
+            return
+        if len(self.out) >= FLUSH_AT:
+            self.write_now()
+        elif not self.write_pending:
+            self.write_pending = True
+            later(self.loop, self)
+
+    def write_due(self) -> None:
+        self.write_pending = False
+        self.write_now()
+
+    def write_now(self) -> None:
+        """Send what is queued now (before a close, or bytes written past the queue)."""
         if self.out and self.transport is not None and not self.transport.is_closing():
             self.transport.write(self.out)
             self.out = bytearray()  # the transport may keep the one it was given
@@ -632,6 +651,7 @@ class ClientConnection(asyncio.Protocol):
             self.out.clear()
 
     def _close(self) -> None:
+        self.write_now()
         self._cancel_timer()
         if self.transport is not None and self.state is not State.TUNNEL:
             self.transport.close()

@@ -39,6 +39,7 @@ from agent.nodeconfig import Backend, BackendTLS, Certificate, RetryBudget
 from l7.h1client import IDLE as PARSER_IDLE
 from l7.h1client import NEED_DATA, ProtocolError, ResponseParser, serialize_request
 from l7.limits import Limits
+from l7.tick import later
 from l7.tls import BackendContexts, san_matches
 
 HIGH_WATER = 256 * 1024
@@ -89,6 +90,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.lost: BaseException | None = None
         self.tunnel: Any = None  # a websocket.Tunnel once the protocol is switched
         self.consumer: Any = None  # an exchange.Exchange reading the response by callbacks
+        self.out = b""  # a request to write at the end of this loop tick
+        self.write_pending = False
 
     # --- asyncio.Protocol ---
 
@@ -197,12 +200,23 @@ class UpstreamConnection(asyncio.Protocol):
         self.send_wire(method, serialize_request(method, target, headers, body), upgrade)
 
     def send_wire(self, method: bytes, data: bytes, upgrade: bool = False) -> None:
-        """Send a whole request of `method`, already serialized."""
+        """Send a whole request of `method`, already serialized: at the end of this event
+        loop tick, with the tick's other writes (l7/tick.py says why)."""
         assert self.transport is not None
         self.state = ConnState.ACTIVE
         self.got_bytes = False
         self.parser.start(method, upgrade)
-        self.transport.write(data)
+        self.out += data
+        if not self.write_pending:
+            self.write_pending = True
+            later(self.loop, self)
+
+    def write_due(self) -> None:
+        self.write_pending = False
+        data, self.out = self.out, b""
+        t = self.transport
+        if data and t is not None and self.state is not ConnState.CLOSED and not t.is_closing():
+            t.write(data)
 
     def finish(self) -> None:
         """The exchange is over: back to the pool if the response allows reuse, else close."""
@@ -215,6 +229,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.close()
 
     def close(self) -> None:
+        self.out = b""  # a request not written yet is not sent at all
         if self.transport is not None and self.state is not ConnState.CLOSED:
             self.transport.close()
         if self.state is ConnState.IDLE:
