@@ -71,7 +71,7 @@ from l7.limits import Limits
 from l7.proxy import PortState, serve
 from l7.router import ListenerTable
 from l7.stats import WorkerStats
-from l7.tick import later
+from l7.tick import send as tick_send
 from l7.tls import (
     ClientVerifiers,
     client_certificate_refused,
@@ -636,7 +636,7 @@ class ClientConnection(asyncio.Protocol):
             self.write_now()
         elif not self.write_pending:
             self.write_pending = True
-            later(self.loop, self)
+            tick_send(self.loop, self)
 
     def write_due(self) -> None:
         self.write_pending = False

@@ -39,7 +39,7 @@ from agent.nodeconfig import Backend, BackendTLS, Certificate, RetryBudget
 from l7.h1client import IDLE as PARSER_IDLE
 from l7.h1client import NEED_DATA, ProtocolError, ResponseParser, serialize_request
 from l7.limits import Limits
-from l7.tick import later
+from l7.tick import send as tick_send
 from l7.tls import BackendContexts, san_matches
 
 HIGH_WATER = 256 * 1024
@@ -209,7 +209,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.out += data
         if not self.write_pending:
             self.write_pending = True
-            later(self.loop, self)
+            tick_send(self.loop, self)
 
     def write_due(self) -> None:
         self.write_pending = False

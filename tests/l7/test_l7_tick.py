@@ -1,6 +1,6 @@
-"""l7.tick: writes queued during a tick run at its end, after the tick's I/O callbacks,
-in the order queued, with one loop callback per tick; a queue a stopped loop left behind
-does not stop the next loop's."""
+"""l7.tick: the first write of a tick goes at once; the tick's other writes run at its
+end, after the tick's I/O callbacks, in the order queued, with one loop callback per
+tick; a queue a stopped loop left behind does not stop the next loop's."""
 
 from __future__ import annotations
 
@@ -20,22 +20,24 @@ class Conn:
         self.log.append(self.name)
 
 
-def test_due_at_the_end_of_the_tick_in_order() -> None:
+def test_first_at_once_the_rest_at_the_end_of_the_tick_in_order() -> None:
     async def main() -> list[str]:
         loop = asyncio.get_running_loop()
         log: list[str] = []
-        a, b = Conn("a", log), Conn("b", log)
-        tick.later(loop, a)
-        tick.later(loop, b)
+        a, b, c = Conn("a", log), Conn("b", log), Conn("c", log)
+        tick.send(loop, a)  # the tick's first write: at once
+        tick.send(loop, b)
+        tick.send(loop, c)
         log.append("tick")  # the rest of the tick runs first
         await asyncio.sleep(0)
         await asyncio.sleep(0)
-        tick.later(loop, a)  # a new tick: a new callback
+        tick.send(loop, b)  # a new tick: at once again
+        tick.send(loop, a)
         await asyncio.sleep(0)
         await asyncio.sleep(0)
         return log
 
-    assert uvloop.run(main()) == ["tick", "a", "b", "a"]
+    assert uvloop.run(main()) == ["a", "tick", "b", "c", "b", "a"]
 
 
 def test_a_queue_left_by_a_stopped_loop_is_dropped() -> None:
@@ -45,9 +47,11 @@ def test_a_queue_left_by_a_stopped_loop_is_dropped() -> None:
     tick._loop[0] = object()  # type: ignore[assignment]
 
     async def main() -> None:
-        tick.later(asyncio.get_running_loop(), Conn("next", log))
+        loop = asyncio.get_running_loop()
+        tick.send(loop, Conn("first", log))
+        tick.send(loop, Conn("next", log))
         await asyncio.sleep(0)
         await asyncio.sleep(0)
 
     uvloop.run(main())
-    assert log == ["next"]
+    assert log == ["first", "next"]
