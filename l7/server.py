@@ -627,9 +627,9 @@ class ClientConnection(asyncio.Protocol):
             self.out += data
 
     def flush(self) -> None:
-        """Send what is queued at the end of this event loop tick, with every other
-        connection's writes of the tick (l7/tick.py says why); at once when much is
-        queued."""
+        """Send what is queued with the rest of this event loop tick's writes: at once if
+        it is the tick's first, else at the tick's end (l7/tick.py says why); at once too
+        when much is queued."""
         if not self.out:
             return
         if len(self.out) >= FLUSH_AT:

@@ -1,4 +1,4 @@
-"""Writes of one event loop tick, sent together at its end.
+"""Writes of one event loop tick, sent together: the first at once, the rest at its end.
 
 Every write to a socket whose reader sleeps wakes that reader; on loopback and in a
 VM the wake-up (an inter-processor interrupt, a VM exit) costs more than the write.

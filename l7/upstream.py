@@ -200,8 +200,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.send_wire(method, serialize_request(method, target, headers, body), upgrade)
 
     def send_wire(self, method: bytes, data: bytes, upgrade: bool = False) -> None:
-        """Send a whole request of `method`, already serialized: at the end of this event
-        loop tick, with the tick's other writes (l7/tick.py says why)."""
+        """Send a whole request of `method`, already serialized, with the rest of this event
+        loop tick's writes (l7/tick.py)."""
         assert self.transport is not None
         self.state = ConnState.ACTIVE
         self.got_bytes = False
