@@ -81,6 +81,18 @@ def _extract(buf: ReceiveBuffer, what: str) -> tuple[bytes, list[bytes], int] | 
     return _split(head)
 
 
+def _head_of(data: bytes, what: str) -> tuple[bytes, int] | None:
+    """The head `data` starts with (up to its blank line, as `_extract` finds it) and
+    where it ends; None if incomplete. An empty first line is refused, as h11 does."""
+    if data[:1] == b"\n" or data[:2] == b"\r\n":
+        raise h11.LocalProtocolError(f"no {what} line received")
+    match = _blank_line(data)
+    if match is None:
+        return None
+    end = match.end()
+    return (data if end == len(data) else data[:end]), end
+
+
 def _split(head: bytes) -> tuple[bytes, list[bytes], int]:
     """A whole head (up to its blank line) as its first line (its CR dropped, as h11
     does), its field lines (each with its CR, if any) and its size."""
@@ -278,14 +290,11 @@ def request_head(buf: ReceiveBuffer) -> tuple[h11.Request, Fields, int] | None:
 def request_in(data: bytes) -> tuple[h11.Request, Fields, int, int] | None:
     """`request_head` of bytes that start a request, and where its head ends in `data`;
     None if the head is incomplete."""
-    if data[:1] == b"\n" or data[:2] == b"\r\n":
-        raise h11.LocalProtocolError("no request line received")
-    match = _blank_line(data)
-    if match is None:
+    found = _head_of(data, "request")
+    if found is None:
         return None
-    end = match.end()
-    request, fields, size = _request(*_split(data if end == len(data) else data[:end]))
-    return request, fields, size, end
+    request, fields, size = _request(*_split(found[0]))
+    return request, fields, size, found[1]
 
 
 def _request(first: bytes, lines: list[bytes], size: int) -> tuple[h11.Request, Fields, int]:
@@ -333,14 +342,11 @@ def response_in(
 ) -> tuple[h11.Response | h11.InformationalResponse, Fields, int] | None:
     """`response_head` of bytes that start a response: the response, the facts of its
     fields and where its head ends in `data`; None if the head is incomplete."""
-    if data[:1] == b"\n" or data[:2] == b"\r\n":
-        raise h11.LocalProtocolError("no response line received")
-    match = _blank_line(data)
-    if match is None:
+    found = _head_of(data, "response")
+    if found is None:
         return None
-    end = match.end()
-    response, fields = _response(*_split(data[:end]))
-    return response, fields, end
+    response, fields = _response(*_split(found[0]))
+    return response, fields, found[1]
 
 
 def _response(

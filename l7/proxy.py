@@ -244,21 +244,16 @@ async def _discard(conn: UpstreamConnection) -> None:
         conn.close()
 
 
-def _target_parts(request: h11.Request, fields: Fields | None) -> tuple[str, bytes, bool]:
+def _target_parts(request: h11.Request, fields: Fields) -> tuple[str, bytes, bool]:
     """(origin-form target, host bytes, whether the target was absolute-form); `fields`:
-    the facts of the request's fields, if the parser has them."""
+    the facts of the request's fields (their Host value)."""
     target = request.target.decode("latin-1")
     if target[:1] != "/" and target.startswith(("http://", "https://")):
         # absolute-form (RFC 9112, 3.2.2): the authority in the target wins over Host.
         rest = target.split("://", 1)[1]
         authority, slash, tail = rest.partition("/")
         return slash + tail or "/", authority.encode("latin-1"), True
-    if fields is not None:
-        return target, fields.host, False
-    for _, name, value in request.headers._full_items:
-        if name == b"host":
-            return target, value, False
-    return target, b"", False
+    return target, fields.host, False
 
 
 Pending = Coroutine[Any, Any, None] | None
@@ -280,7 +275,9 @@ def serve(
     """Answer one request on `client`: None when it is answered or its exchange is under
     way (the client is told when it ends), else the coroutine to run as its task. Never
     raises for anything a backend does."""
-    target, host_raw, absolute = _target_parts(request, client.parser.fields)
+    fields = client.parser.fields
+    assert fields is not None  # the parser notes them with every request head
+    target, host_raw, absolute = _target_parts(request, fields)
     host = _HOSTS.get(host_raw)
     if host is None:
         host = host_of(host_raw.decode("latin-1"))
@@ -298,8 +295,9 @@ def serve(
         return None
     client.note_route(routed.listener, routed.rule.label)
     return _serve_routed(
-        client, port, routed, request, method, path, query, host, host_raw, absolute, body
-    )
+        client, port, routed, request, fields, method, path, query, host, host_raw, absolute,
+        body,
+    )  # fmt: skip
 
 
 def _serve_routed(
@@ -307,6 +305,7 @@ def _serve_routed(
     port: PortState,
     routed: Routed,
     request: h11.Request,
+    fields: Fields,
     method: str,
     path: str,
     query: str,
@@ -367,12 +366,10 @@ def _serve_routed(
     if absolute:
         target_b = (path + ("?" + query if query else "")).encode("latin-1")
     stats = client.stats
-    fields = client.parser.fields
     out_headers: Headers | None = None
     upgrade = False
     if (
-        fields is None
-        or fields.special
+        fields.special
         or body
         or rule_t.request_mod is not None
         or client.client_headers
@@ -424,7 +421,6 @@ def _serve_routed(
             route = rule_t.label
             label = state.label
             if out_headers is None:
-                assert fields is not None
                 fresh = partial(
                     _forward_fresh, client, rule_t, state, request, host_raw, method_b,
                     target_b, response_mods, cors_out, pool,
