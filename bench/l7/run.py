@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -61,6 +62,7 @@ class Result:
     p50_ms: float
     p99_ms: float
     cpu_us_per_req: float
+    round: int = 0
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -218,7 +220,9 @@ def nodegate(core: int, profile: str | None = None) -> Iterator[list[int]]:
         dp.stop(drain_timeout=1.0)
 
 
-def measure(name: str, pids: list[int], seconds: int, wrk_core: int) -> list[Result]:
+def measure(
+    name: str, pids: list[int], seconds: int, wrk_core: int, round_: int = 0
+) -> list[Result]:
     port = PORTS[name]
     wait_port(port)
     run_wrk(port, 10, 1, wrk_core)  # warm-up: pools, caches
@@ -227,12 +231,38 @@ def measure(name: str, pids: list[int], seconds: int, wrk_core: int) -> list[Res
         before = cpu_seconds(pids)
         rps, p50, p99, total = run_wrk(port, conns, seconds, wrk_core)
         cpu = cpu_seconds(pids) - before
-        out.append(Result(name, conns, rps, p50, p99, cpu / max(total, 1) * 1e6))
+        out.append(Result(name, conns, rps, p50, p99, cpu / max(total, 1) * 1e6, round_))
+    return out
+
+
+# A row's figures and their ratios to nginx's in the same round.
+FIGURES = ("rps", "p50_ms", "p99_ms", "cpu_us_per_req")
+
+
+def summary(results: list[Result]) -> list[tuple[Result, dict[str, float]]]:
+    """One row per proxy and concurrency: the median of each figure over the rounds, and
+    the median of its ratio to nginx's figure in the same round (paired, so that what the
+    machine's neighbours did in one round does not leak into another's ratio)."""
+    nginx = {(r.round, r.connections): r for r in results if r.proxy == "nginx"}
+    rows: dict[tuple[str, int], list[Result]] = {}
+    for r in results:
+        rows.setdefault((r.proxy, r.connections), []).append(r)
+    out = []
+    for (proxy, conns), runs in rows.items():
+        med = Result(
+            proxy,
+            conns,
+            *(statistics.median(getattr(r, f) for r in runs) for f in FIGURES),
+        )
+        ratios = {
+            f: statistics.median(getattr(r, f) / getattr(nginx[(r.round, conns)], f) for r in runs)
+            for f in FIGURES
+        }
+        out.append((med, ratios))
     return out
 
 
 def table(results: list[Result]) -> str:
-    base = {r.connections: r for r in results if r.proxy == "nginx"}
     cols = [
         "proxy",
         "conns",
@@ -248,15 +278,41 @@ def table(results: list[Result]) -> str:
         "| " + " | ".join(c.replace("-", " ") for c in cols) + " |",
         "|---|" + "---:|" * (len(cols) - 1),
     ]
-    for r in results:
-        b = base[r.connections]
+    for r, ratio in summary(results):
         cells = [
             r.proxy,
             str(r.connections),
             f"{r.rps:,.0f}",
-            f"{r.rps / b.rps:.2f}",
+            f"{ratio['rps']:.2f}",
             f"{r.p50_ms:.3f}",
             f"{r.p99_ms:.3f}",
+            f"{ratio['p99_ms']:.2f}",
+            f"{r.cpu_us_per_req:.1f}",
+            f"{ratio['cpu_us_per_req']:.2f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def rounds_table(results: list[Result], proxy: str = "nodegate", conns: int = 50) -> str:
+    """`proxy` at `conns` connections round by round, each figure against nginx's of the
+    same round."""
+    nginx = {r.round: r for r in results if r.proxy == "nginx" and r.connections == conns}
+    lines = [
+        f"| round | {proxy} req/s | vs nginx | p99 ms | nginx p99 ms | p99 vs nginx "
+        "| CPU µs/req | CPU vs nginx |",
+        "|---|" + "---:|" * 7,
+    ]
+    for r in results:
+        if r.proxy != proxy or r.connections != conns:
+            continue
+        b = nginx[r.round]
+        cells = [
+            str(r.round + 1),
+            f"{r.rps:,.0f}",
+            f"{r.rps / b.rps:.2f}",
+            f"{r.p99_ms:.2f}",
+            f"{b.p99_ms:.2f}",
             f"{r.p99_ms / b.p99_ms:.2f}",
             f"{r.cpu_us_per_req:.1f}",
             f"{r.cpu_us_per_req / b.cpu_us_per_req:.2f}",
@@ -275,6 +331,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="also write the table here")
     parser.add_argument("--json", type=Path, help="write raw results as JSON")
     parser.add_argument("--profile", help="write a cProfile summary of nodegate's worker here")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure every proxy this many times, interleaved, and report medians (default 1)",
+    )
     args = parser.parse_args(argv)
     for tool in ("nginx", "haproxy", "wrk", "taskset"):
         if shutil.which(tool) is None:
@@ -301,19 +363,31 @@ def main(argv: list[str] | None = None) -> int:
 
         with process(nginx_args("backend.conf"), args.load_core):
             wait_port(BACKEND_PORT)
-            with process(nginx_args("proxy.conf"), args.proxy_core) as p:
-                time.sleep(0.3)
-                results += measure("nginx", descendants(p.pid), args.seconds, args.load_core)
-            with process(["haproxy", "-f", str(cfg / "haproxy.cfg")], args.proxy_core) as p:
-                time.sleep(0.3)
-                results += measure("haproxy", descendants(p.pid), args.seconds, args.load_core)
-            with nodegate(args.proxy_core, args.profile) as pids:
-                results += measure("nodegate", pids, args.seconds, args.load_core)
+            for n in range(args.rounds):
+                with process(nginx_args("proxy.conf"), args.proxy_core) as p:
+                    time.sleep(0.3)
+                    results += measure("nginx", descendants(p.pid), args.seconds, args.load_core, n)
+                with process(["haproxy", "-f", str(cfg / "haproxy.cfg")], args.proxy_core) as p:
+                    time.sleep(0.3)
+                    results += measure(
+                        "haproxy", descendants(p.pid), args.seconds, args.load_core, n
+                    )
+                with nodegate(args.proxy_core, args.profile if n == 0 else None) as pids:
+                    results += measure("nodegate", pids, args.seconds, args.load_core, n)
     out = table(results)
+    if args.rounds > 1:
+        out += "\n\nnodegate at 50 connections, round by round:\n\n" + rounds_table(results)
     header = (
         f"nodegate L7 vs nginx vs haproxy, one core each (taskset -c {args.proxy_core}), "
         f"wrk and backend on core {args.load_core}, {args.seconds}s per cell, loopback, "
-        f"{len(BODY)}-byte responses\n\n"
+        f"{len(BODY)}-byte responses"
+        + (
+            f"; {args.rounds} rounds (the proxies in turn in each), medians, each ratio the "
+            "median of the rounds' ratios to nginx"
+            if args.rounds > 1
+            else ""
+        )
+        + "\n\n"
     )
     print(header + out)
     if args.out:
