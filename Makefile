@@ -20,8 +20,10 @@ setup:
 
 # pytest's exit status 5 (no tests collected) fails this target like any other
 # non-zero status: an empty run is not a pass.
+# NODEGATE_L7_NATIVE=required: the tests run l7 as `make setup` compiled it, and
+# tests/l7/test_l7_native.py fails if any of its modules was imported uncompiled.
 test: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+	NODEGATE_L7_NATIVE=required $(PY) -m pytest $(PYTEST_ARGS)
 
 PACKAGES := agent bpf l7 lab
 
@@ -59,8 +61,9 @@ bench: setup
 	$(PY) -m bench.l7
 	$(PY) bench/l4/run.py
 
-# Caches, stamps and reports; keeps .venv (see distclean).
+# Caches, stamps, reports and l7's compiled modules; keeps .venv (see distclean).
 clean:
+	-$(PY) scripts/build_native.py --clean
 	find . -path ./$(VENV) -prune -o -type d \
 		\( -name __pycache__ -o -name '*.egg-info' \) -print0 | xargs -0 rm -rf
 	rm -rf .mypy_cache .ruff_cache .pytest_cache .stamps build dist out

@@ -38,7 +38,7 @@ import h11
 
 from l7.filters import CompiledModifier, outgoing_response_headers
 from l7.h1client import NEED_DATA
-from l7.upstream import ConnState, UpstreamConnection, UpstreamError
+from l7.upstream import BACKEND_ERRORS, ConnState, UpstreamConnection
 
 if TYPE_CHECKING:
     from l7.server import ClientConnection
@@ -152,7 +152,7 @@ class Exchange:
         while True:
             try:
                 event = conn.poll()
-            except (OSError, UpstreamError) as exc:
+            except BACKEND_ERRORS as exc:
                 self._no_response(exc)
                 return
             if event is NEED_DATA:
@@ -194,7 +194,7 @@ class Exchange:
                     client.end_response()
                     self._ended()
                     return
-        except (OSError, UpstreamError):
+        except BACKEND_ERRORS:
             # The backend broke off mid-body: the client cannot be told with a status any more.
             self._release()
             conn.close()
@@ -233,6 +233,6 @@ class Exchange:
             if not self.done.done():
                 self.done.set_exception(exc)
         elif isinstance(exc, Exception):
-            self.client.failed()
+            self.client.failed(exc)
         else:
             raise exc

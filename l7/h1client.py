@@ -42,6 +42,7 @@ import h11
 from h11._connection import _keep_alive
 from h11._readers import ChunkedReader, Http10Reader
 from h11._receivebuffer import ReceiveBuffer
+from mypy_extensions import mypyc_attr
 
 from l7.h1body import ContentLengthReader
 from l7.h1head import Fields, response_head, response_in
@@ -55,6 +56,9 @@ class ProtocolError(Exception):
     """The backend sent something that is not a valid response to our request."""
 
 
+# mypyc compiles no subclass of a built-in exception other than Exception's own kind: this
+# one stays a Python class in the compiled module.
+@mypyc_attr(native_class=False)
 class BackendClosed(ConnectionResetError):
     """The backend closed the connection before a response head (or a stale pooled one)."""
 

@@ -51,6 +51,7 @@ from l7.h1head import Fields
 from l7.router import PortTable, Refused, RequestHead, Routed, Rule, host_of, split_target
 from l7.stats import WorkerStats
 from l7.upstream import (
+    BACKEND_ERRORS,
     BackendState,
     Pool,
     UpstreamConnection,
@@ -166,7 +167,7 @@ class Attempt:
     def __init__(
         self,
         conn: UpstreamConnection | None,
-        response: h11.Response | None,
+        response: h11.Response | h11.InformationalResponse | None,
         status: int = 0,
         started: float = 0.0,
     ) -> None:
@@ -218,12 +219,13 @@ async def _try_backend(
                 ):
                     return Attempt(conn, event, 0, started), pool
                 # 1xx other than a protocol switch: wait for the real answer
-        except (OSError, UpstreamError) as exc:
+        except BACKEND_ERRORS as failure:  # not `exc`, an UpstreamError above (mypyc types
+            # a variable once per function)
             conn.close()
             if reused and not conn.got_bytes:
                 fresh_only = True
                 continue  # the backend closed an idle keep-alive connection: not its fault
-            if isinstance(exc, OSError) or getattr(exc, "eject", False):
+            if isinstance(failure, OSError) or getattr(failure, "eject", False):
                 pool.eject()
             return Attempt(None, None, 502), pool
         except BaseException:
@@ -240,7 +242,7 @@ async def _discard(conn: UpstreamConnection) -> None:
             if type(event) is h11.EndOfMessage:
                 conn.finish()
                 return
-    except (OSError, UpstreamError):
+    except BACKEND_ERRORS:
         conn.close()
 
 
@@ -547,6 +549,7 @@ async def _forward(
             last_pool: Any = None
             for n in range(tries):
                 final = n == tries - 1
+                retried_status = False  # a response whose status is retried
                 if n:
                     stats.count("retries", route, state.label)
                 try:
@@ -559,18 +562,18 @@ async def _forward(
                             status = attempt.response.status_code
                             if not final and status in codes and _may_retry(state, stats, route):
                                 asyncio.get_running_loop().create_task(_discard(attempt.conn))
-                                await _backoff(retry.backoff if retry else None, n)
-                                continue
-                            await _relay(
-                                client,
-                                attempt,
-                                response_mods,
-                                cors_out,
-                                upgrade,
-                                route,
-                                state.label,
-                            )
-                            return
+                                retried_status = True
+                            else:
+                                await _relay(
+                                    client,
+                                    attempt,
+                                    response_mods,
+                                    cors_out,
+                                    upgrade,
+                                    route,
+                                    state.label,
+                                )
+                                return
                 except TimeoutError:
                     # timeouts.backendRequest expired on this attempt; "the Gateway should wait for
                     # at least the specified backoff duration before attempting to retry".
@@ -587,6 +590,12 @@ async def _forward(
                             client.simple(504)
                         return
                     await _backoff(retry.backoff, n)
+                    continue
+                if retried_status:
+                    # The backoff between attempts, outside the attempt's backendRequest
+                    # timeout (and out of the `async with`: mypyc compiles no `continue`
+                    # inside a try/finally).
+                    await _backoff(retry.backoff if retry else None, n)
                     continue
                 # No response: connection refused, reset, bad TLS, no endpoint.
                 if (
@@ -647,6 +656,7 @@ async def _relay(
     exchange = Exchange(
         client, conn, route, backend, response_mods, cors_out, attempt.started, done
     )
+    assert type(response) is h11.Response  # a 1xx other than 101 is never an Attempt's
     exchange.relay(response)
     try:
         await done

@@ -48,8 +48,10 @@ import enum
 import hashlib
 import socket
 import ssl
+import sys
 import time
-from collections.abc import Coroutine
+import traceback
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 import h11
@@ -68,7 +70,7 @@ from l7.h1server import (
     switch_head,
 )
 from l7.limits import Limits
-from l7.proxy import PortState, serve
+from l7.proxy import Pending, PortState, serve
 from l7.router import ListenerTable
 from l7.stats import WorkerStats
 from l7.tick import send as tick_send
@@ -85,6 +87,9 @@ if TYPE_CHECKING:
     from l7.exchange import Exchange
 
 FLUSH_AT = 64 * 1024
+# Failures of the gateway's own whose traceback goes to stderr, per port and worker: a bug
+# hit by every request must not bury the log.
+TRACEBACKS = 10
 
 
 def set_nodelay(transport: asyncio.BaseTransport) -> None:
@@ -330,9 +335,11 @@ class ClientConnection(asyncio.Protocol):
         self.task = None
         port = self.server.current  # the table this request runs on, start to end
         try:
-            pending = serve(self, port, self.request, bytes(self.body) if self.body else b"")
-        except Exception:
-            self.failed()
+            pending = self.server.serve(
+                self, port, self.request, bytes(self.body) if self.body else b""
+            )
+        except Exception as exc:
+            self.failed(exc)
             return False
         if pending is not None:
             self.run(pending)
@@ -350,8 +357,8 @@ class ClientConnection(asyncio.Protocol):
         except asyncio.CancelledError:
             self._account(request)
             return
-        except Exception:
-            self.failed()
+        except Exception as exc:
+            self.failed(exc)
             return
         self.finished()
 
@@ -361,15 +368,16 @@ class ClientConnection(asyncio.Protocol):
         if self._next_cycle():
             self._process()
 
-    def failed(self) -> None:
-        """The current request failed on the gateway's side (a bug, not a backend's doing):
-        a 500 if nothing was sent yet, and the connection ends either way, since what the
-        failure left of the exchange is unknown (a client must not wait on it)."""
+    def failed(self, exc: BaseException | None = None) -> None:
+        """The current request failed on the gateway's side (a bug, not a backend's doing;
+        `exc` if it raised): a 500 if nothing was sent yet, and the connection ends either
+        way, since what the failure left of the exchange is unknown (a client must not wait
+        on it)."""
         if not self.response_started:
             self.simple(500, [(b"connection", b"close")])
         else:
             self.abort()
-        self.server.log_error(f"request failed on {self.server.address}:{self.server.port}")
+        self.server.log_error(f"request failed on {self.server.address}:{self.server.port}", exc)
         self._account(self.request)
         if self.state is not State.CLOSED:
             self._close()
@@ -492,7 +500,7 @@ class ClientConnection(asyncio.Protocol):
         out += body
         self.flush()
 
-    def send_data(self, data: bytes) -> None:
+    def send_data(self, data: bytes | bytearray) -> None:
         if data:
             if self.writer is None:
                 raise h11.LocalProtocolError("body data without a response head")
@@ -620,7 +628,7 @@ class ClientConnection(asyncio.Protocol):
         self.flush()
         self._close()
 
-    def _write(self, data: bytes | None) -> None:
+    def _write(self, data: bytes | bytearray | None) -> None:
         """Queue bytes; `flush()` sends what a step produced in one write (one segment for
         a small response instead of head, body and end each waiting on Nagle)."""
         if data:
@@ -691,6 +699,9 @@ class PortServer:
         self.server: asyncio.base_events.Server | None = None
         self.draining = False
         self.errors: list[str] = []
+        self.tracebacks = 0  # printed on stderr so far (log_error)
+        # What answers each request (proxy.serve; a test may put a failing one here).
+        self.serve: Callable[[ClientConnection, PortState, h11.Request, bytes], Pending] = serve
 
     async def start(self) -> None:
         """Bind with SO_REUSEPORT (every worker binds the same address) and listen."""
@@ -743,6 +754,14 @@ class PortServer:
             c.abort()
         self.connections.clear()
 
-    def log_error(self, message: str) -> None:
+    def log_error(self, message: str, exc: BaseException | None = None) -> None:
+        """Note a failure of the gateway's own: the last 20 in `errors`, and on stderr (the
+        agent's log) with the exception's traceback, the first TRACEBACKS of them in full."""
+        if exc is not None:
+            message += f": {type(exc).__name__}: {exc}"
         self.errors.append(message)
         del self.errors[:-20]
+        print(f"nodegate l7: {message}", file=sys.stderr)
+        if exc is not None and self.tracebacks < TRACEBACKS:
+            self.tracebacks += 1
+            traceback.print_exception(exc, file=sys.stderr)

@@ -33,7 +33,7 @@ import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from agent.nodeconfig import Backend, BackendTLS, Certificate, RetryBudget
 from l7.h1client import IDLE as PARSER_IDLE
@@ -49,16 +49,23 @@ LOW_WATER = 64 * 1024
 class UpstreamError(Exception):
     """A backend exchange that produced no usable response."""
 
-    status = 502
-    eject = False
+    # Class attributes (ClassVar: so mypyc keeps them on the classes, where subclasses
+    # inherit or override them).
+    status: ClassVar[int] = 502
+    eject: ClassVar[bool] = False
+
+
+# What a backend connection raises when the backend fails it (a socket error, a reset, a
+# response that is no HTTP): `except BACKEND_ERRORS as exc`, `exc` an Exception to mypyc.
+BACKEND_ERRORS: tuple[type[Exception], ...] = (OSError, UpstreamError)
 
 
 class ConnectFailed(UpstreamError):
-    eject = True
+    eject: ClassVar[bool] = True
 
 
 class ResetBeforeResponse(UpstreamError):
-    eject = True
+    eject: ClassVar[bool] = True
 
 
 class BadResponse(UpstreamError):
@@ -266,8 +273,8 @@ class Pool:
             )
         except ssl.SSLError as exc:
             raise BackendTLSFailed(f"TLS to {self.address}:{self.port}: {exc}") from exc
-        except (OSError, TimeoutError) as exc:
-            raise ConnectFailed(f"connect to {self.address}:{self.port}: {exc}") from exc
+        except (OSError, TimeoutError) as err:  # not `exc`: mypyc types a name once
+            raise ConnectFailed(f"connect to {self.address}:{self.port}: {err}") from err
         if self.tls is not None and self.tls.subject_alt_names:
             assert proto.transport is not None
             sslobj = proto.transport.get_extra_info("ssl_object")

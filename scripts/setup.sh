@@ -12,6 +12,9 @@
 #    (or a top-level package appeared).
 # 5. A check that bcc imports from Debian and compiles a program, whenever a
 #    step above changed something.
+# 6. l7's request-path modules compiled with mypyc (scripts/build_native.py)
+#    when their sources changed since the last build (~40 s; a current build
+#    is checked in milliseconds).
 #
 # A run that finds everything in place does no network I/O and takes well
 # under a second. Needs root only when there is something to install or link.
@@ -27,7 +30,8 @@ PIP_STAMP=$STAMPS/pip-install         # pyproject hash + checkout path of the la
 VERIFY_STAMP=$STAMPS/bcc-verified     # bcc checked since the last change
 UNAVAILABLE=$STAMPS/apt-unavailable   # optional packages this apt cannot find
 
-REQUIRED_PKGS=(python3-bpfcc linux-headers-amd64 iproute2)
+# gcc and python3-dev: mypyc's C for l7 (step 6).
+REQUIRED_PKGS=(python3-bpfcc linux-headers-amd64 iproute2 gcc python3-dev)
 OPTIONAL_PKGS=(python3-venv python3-pip bpfcc-tools libbpfcc nftables vagrant openssl)
 
 changed=0
@@ -236,8 +240,15 @@ EOF
     touch "$VERIFY_STAMP"
 }
 
+# --- 6. l7 compiled ------------------------------------------------------------
+
+build_native() {
+    "$VENV/bin/python" -W ignore scripts/build_native.py || die "compiling l7 failed (above)"
+}
+
 install_packages
 link_kernel_headers
 make_venv
 pip_install
 verify_bcc
+build_native

@@ -62,6 +62,14 @@ class FakeTransport:
         self.closing = True
 
 
+def _answering(loop: asyncio.AbstractEventLoop, pool: Pool) -> UpstreamConnection:
+    """A backend connection whose backend answers every request with RESPONSE."""
+    conn = UpstreamConnection(pool)
+    answer = FakeTransport(lambda _: loop.call_soon(conn.data_received, RESPONSE))
+    conn.connection_made(answer)  # type: ignore[arg-type]
+    return conn
+
+
 async def run(clients: int, requests: int) -> float:
     """CPU seconds per request over `requests` keep-alive requests from `clients` clients."""
     loop = asyncio.get_running_loop()
@@ -70,13 +78,12 @@ async def run(clients: int, requests: int) -> float:
     table = compile_port(nodegate_config().http[0])
     state = bind_port_state(table, Upstreams(limits))
 
-    async def connect(pool: Pool) -> UpstreamConnection:
-        conn = UpstreamConnection(pool)
-        answer = FakeTransport(lambda _: loop.call_soon(conn.data_received, RESPONSE))
-        conn.connection_made(answer)  # type: ignore[arg-type]
-        return conn
-
-    Pool.connect = connect  # type: ignore[method-assign,assignment]  # answers at once
+    # A pooled backend connection for each client, answering at once (the pool takes
+    # them back after each response, so no request needs a new one).
+    for backend in state.states.values():
+        for pool in backend.pools:
+            for _ in range(clients):
+                pool.release(_answering(loop, pool))
     server = l7server.PortServer("127.0.0.1", 1, False, state, limits, None)
 
     async def round_of(total: int) -> None:

@@ -2,7 +2,7 @@
 gets a 500 and its connection ends: the client is never left waiting on it.
 
 In-process on a real loopback socket: the failure is injected where a worker process
-could not be reached (l7.server.serve raising)."""
+could not be reached (the port server's request handler raising)."""
 
 from __future__ import annotations
 
@@ -40,9 +40,7 @@ def _exchange(port: int, data: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("where", ["at once", "in the task"])
-def test_a_gateway_side_failure_answers_500_and_closes(
-    monkeypatch: pytest.MonkeyPatch, where: str
-) -> None:
+def test_a_gateway_side_failure_answers_500_and_closes(where: str) -> None:
     def broken(*args: object) -> Any:
         if where == "at once":
             raise RuntimeError("injected")
@@ -53,10 +51,10 @@ def test_a_gateway_side_failure_answers_500_and_closes(
 
         return later()
 
-    monkeypatch.setattr(l7server, "serve", broken)
     port = free_port(ADDR)
 
     srv = l7server.PortServer(ADDR, port, False, _port_state(port), Limits(), None)
+    srv.serve = broken
 
     async def main() -> bytes:
         await srv.start()
@@ -77,4 +75,4 @@ def test_a_gateway_side_failure_answers_500_and_closes(
     assert head.startswith(b"http/1.1 500 ")
     assert b"\r\nconnection: close" in head
     assert got.count(b"HTTP/1.1") == 1  # answered once, then closed
-    assert srv.errors == [f"request failed on {ADDR}:{port}"]
+    assert srv.errors == [f"request failed on {ADDR}:{port}: RuntimeError: injected"]
