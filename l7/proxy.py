@@ -219,8 +219,9 @@ async def _try_backend(
                 ):
                     return Attempt(conn, event, 0, started), pool
                 # 1xx other than a protocol switch: wait for the real answer
-        except BACKEND_ERRORS as failure:  # not `exc`, an UpstreamError above (mypyc types
-            # a variable once per function)
+        except BACKEND_ERRORS as failure:
+            # (Not named `exc`: mypyc gives a name one type per function, and the `exc`
+            # above is an UpstreamError.)
             conn.close()
             if reused and not conn.got_bytes:
                 fresh_only = True
@@ -652,11 +653,11 @@ async def _relay(
         headers = [(n, v) for _, n, v in response.headers._full_items]
         await client.switch_protocols(conn, headers)
         return
+    assert type(response) is h11.Response  # a 1xx other than 101 is never an Attempt's
     done = asyncio.get_running_loop().create_future()
     exchange = Exchange(
         client, conn, route, backend, response_mods, cors_out, attempt.started, done
     )
-    assert type(response) is h11.Response  # a 1xx other than 101 is never an Attempt's
     exchange.relay(response)
     try:
         await done

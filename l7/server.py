@@ -87,9 +87,9 @@ if TYPE_CHECKING:
     from l7.exchange import Exchange
 
 FLUSH_AT = 64 * 1024
-# Failures of the gateway's own whose traceback goes to stderr, per port and worker: a bug
-# hit by every request must not bury the log.
-TRACEBACKS = 10
+# Failures of the gateway's own logged on stderr (with their tracebacks), per port and
+# worker: a bug hit by every request must not bury the log.
+LOGGED_FAILURES = 10
 
 
 def set_nodelay(transport: asyncio.BaseTransport) -> None:
@@ -699,7 +699,7 @@ class PortServer:
         self.server: asyncio.base_events.Server | None = None
         self.draining = False
         self.errors: list[str] = []
-        self.tracebacks = 0  # printed on stderr so far (log_error)
+        self.logged = 0  # failures logged on stderr so far (log_error)
         # What answers each request (proxy.serve; a test may put a failing one here).
         self.serve: Callable[[ClientConnection, PortState, h11.Request, bytes], Pending] = serve
 
@@ -755,13 +755,20 @@ class PortServer:
         self.connections.clear()
 
     def log_error(self, message: str, exc: BaseException | None = None) -> None:
-        """Note a failure of the gateway's own: the last 20 in `errors`, and on stderr (the
-        agent's log) with the exception's traceback, the first TRACEBACKS of them in full."""
+        """Note a failure of the gateway's own: the last 20 in `errors`, and the first
+        LOGGED_FAILURES on stderr (the agent's log) with the exception's traceback."""
         if exc is not None:
             message += f": {type(exc).__name__}: {exc}"
         self.errors.append(message)
         del self.errors[:-20]
+        if self.logged >= LOGGED_FAILURES:
+            return
+        self.logged += 1
         print(f"nodegate l7: {message}", file=sys.stderr)
-        if exc is not None and self.tracebacks < TRACEBACKS:
-            self.tracebacks += 1
+        if exc is not None:
             traceback.print_exception(exc, file=sys.stderr)
+        if self.logged == LOGGED_FAILURES:
+            print(
+                f"nodegate l7: further failures on {self.address}:{self.port} are not logged",
+                file=sys.stderr,
+            )

@@ -76,3 +76,25 @@ def test_a_gateway_side_failure_answers_500_and_closes(where: str) -> None:
     assert b"\r\nconnection: close" in head
     assert got.count(b"HTTP/1.1") == 1  # answered once, then closed
     assert srv.errors == [f"request failed on {ADDR}:{port}: RuntimeError: injected"]
+
+
+def test_failures_are_logged_with_tracebacks_then_only_kept(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The first LOGGED_FAILURES go to stderr with their tracebacks, then one notice; the
+    last 20 stay in `errors` whatever the count."""
+    port = free_port(ADDR)
+    srv = l7server.PortServer(ADDR, port, False, _port_state(port), Limits(), None)
+    for n in range(l7server.LOGGED_FAILURES + 15):
+        try:
+            raise ValueError(f"failure {n}")
+        except ValueError as exc:
+            srv.log_error("request failed", exc)
+    err = capsys.readouterr().err
+    assert err.count("nodegate l7: request failed: ValueError: failure") == l7server.LOGGED_FAILURES
+    assert err.count("Traceback (most recent call last)") == l7server.LOGGED_FAILURES
+    assert f"failure {l7server.LOGGED_FAILURES - 1}\n" in err
+    assert f"failure {l7server.LOGGED_FAILURES}\n" not in err
+    assert err.count(f"further failures on {ADDR}:{port} are not logged") == 1
+    assert len(srv.errors) == 20
+    assert srv.errors[-1] == f"request failed: ValueError: failure {l7server.LOGGED_FAILURES + 14}"
