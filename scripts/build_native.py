@@ -52,7 +52,7 @@ def missing_tools() -> list[str]:
         import mypyc.build  # noqa: F401
     except ImportError:
         out.append("mypy (pip install mypy; in .venv: make setup)")
-    if shutil.which(sysconfig.get_config_var("CC").split()[0] or "cc") is None:
+    if shutil.which((sysconfig.get_config_var("CC") or "cc").split()[0]) is None:
         out.append("gcc")
     if not (Path(sysconfig.get_paths()["include"]) / "Python.h").is_file():
         out.append("python3-dev")
@@ -113,9 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     lacking = missing_tools()
     if lacking:
         print(
-            "build_native: error: compiling l7 needs " + ", ".join(lacking) + " (Debian: "
-            "apt-get install gcc python3-dev); `python scripts/build_native.py --clean` "
-            "runs l7 uncompiled instead",
+            "build_native: error: compiling l7 needs " + ", ".join(lacking) + " (Debian "
+            "packages but mypy; `make setup` installs all of them); or run l7 uncompiled",
             file=sys.stderr,
         )
         return 1
