@@ -6,7 +6,9 @@ drives the same code (client connection, router, filters, backend pool,
 response relay, stats) through fake transports in one uvloop process and
 reports CPU time (time.process_time) per request, which a busy machine
 disturbs far less. What it leaves out: the kernel (socket reads and writes)
-and the event loop's polling. `--profile` prints where the time goes.
+and the event loop's polling. `--profile` prints where the time goes (cProfile sees
+no frames inside l7's compiled modules: profile the sources after
+`python scripts/build_native.py --clean`).
 """
 
 from __future__ import annotations
