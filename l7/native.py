@@ -42,8 +42,10 @@ MODULES = (
 
 # Where the build records what it compiled (next to the extension modules).
 DIGEST_FILE = "native.digest"
-# mypyc's shared library for the group (its runtime and the modules' code), in l7/.
+# mypyc's shared library for the group (its runtime and the modules' code), in l7/, and
+# the name of its module there.
 GROUP = "l7._native"
+LIBRARY = GROUP.rsplit(".", 1)[1] + "__mypyc"
 
 
 def sources_digest(package: Path = PACKAGE) -> str:

@@ -29,7 +29,7 @@ def _built(pkg: Path) -> None:
     """What a build leaves: an extension module per source, the group's library, the digest."""
     for name in native.MODULES:
         (pkg / f"{name}{SUFFIX}").write_bytes(b"\x7fELF")
-    (pkg / f"_native__mypyc{SUFFIX}").write_bytes(b"\x7fELF")
+    (pkg / f"{native.LIBRARY}{SUFFIX}").write_bytes(b"\x7fELF")
     (pkg / native.DIGEST_FILE).write_text(native.sources_digest(pkg) + "\n")
 
 
